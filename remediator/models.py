@@ -1,0 +1,146 @@
+"""The incident store's tables (SQLAlchemy 2). Grafana reads them: keep names stable.
+
+The schema is documented in docs/remediator.md; a change here needs an Alembic revision in
+remediator/migrations/versions and a docs update.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base", "Notification", "Alert", "Incident", "Attempt", "AuditLog", "ControlFlag",
+    "INCIDENT_STATES", "ACTIVE_INCIDENT_STATES", "ATTEMPT_STATES",
+]
+
+INCIDENT_STATES = ("open", "awaiting_approval", "remediating", "resolved", "failed", "escalated")
+# States in which an incident still needs something to happen (vigil_incidents_open counts these).
+ACTIVE_INCIDENT_STATES = ("open", "awaiting_approval", "remediating")
+ATTEMPT_STATES = ("queued", "running", "succeeded", "failed", "rolled_back", "skipped",
+                  "dry_run", "cancelled")
+
+# JSON is TEXT-backed JSON on SQLite and json on PostgreSQL.
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _ts() -> sa.DateTime:
+    return sa.DateTime(timezone=True)
+
+
+class Notification(Base):
+    """One webhook POST as received: the raw payload, kept for audit and replay."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(_ts(), index=True)
+    receiver: Mapped[str] = mapped_column(sa.String(255))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    group_key: Mapped[str] = mapped_column(sa.Text)
+    alert_count: Mapped[int] = mapped_column(sa.Integer)
+    payload: Mapped[Any] = mapped_column(JSONType)
+
+
+class Alert(Base):
+    """One alert instance: unique on (fingerprint, starts_at), which is the dedup rule."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (sa.UniqueConstraint("fingerprint", "starts_at", name="uq_alerts_fingerprint_starts_at"),)
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    starts_at: Mapped[datetime] = mapped_column(_ts())
+    ends_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    alertname: Mapped[str] = mapped_column(sa.String(255), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16))  # firing | resolved
+    labels: Mapped[Any] = mapped_column(JSONType)
+    annotations: Mapped[Any] = mapped_column(JSONType)
+    generator_url: Mapped[str] = mapped_column(sa.Text, default="")
+    first_notification_id: Mapped[int] = mapped_column(sa.ForeignKey("notifications.id"))
+    received_at: Mapped[datetime] = mapped_column(_ts())
+    resolved_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+
+
+class Incident(Base):
+    """One firing alert instance and everything done about it (state machine in docs)."""
+
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True)
+    alert_id: Mapped[int] = mapped_column(sa.ForeignKey("alerts.id"), unique=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), index=True)
+    alertname: Mapped[str] = mapped_column(sa.String(255), index=True)
+    procedure: Mapped[str | None] = mapped_column(sa.String(255), nullable=True, index=True)
+    target: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)  # cooldown key
+    params: Mapped[Any] = mapped_column(JSONType)
+    state: Mapped[str] = mapped_column(sa.String(32), index=True)
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    alert_starts_at: Mapped[datetime] = mapped_column(_ts())
+    opened_at: Mapped[datetime] = mapped_column(_ts(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(_ts())
+    awaiting_approval_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    approved_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    approved_by: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    remediating_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    alert_resolved_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+
+
+class Attempt(Base):
+    """One run (or skip) of a procedure for an incident, with per-step results."""
+
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True)
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id"), index=True)
+    procedure: Mapped[str] = mapped_column(sa.String(255), index=True)
+    target: Mapped[str] = mapped_column(sa.String(512), index=True)
+    state: Mapped[str] = mapped_column(sa.String(32), index=True)
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    replica: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(_ts(), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    duration_seconds: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    steps: Mapped[Any] = mapped_column(JSONType)  # [{name, action, status, output, duration_seconds}]
+    rollback_steps: Mapped[Any] = mapped_column(JSONType)
+    verification: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    verification_detail: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class AuditLog(Base):
+    """Who did what and when: state changes, approvals, pause/resume, escalations."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True)
+    at: Mapped[datetime] = mapped_column(_ts(), index=True)
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    incident_id: Mapped[int | None] = mapped_column(sa.ForeignKey("incidents.id"), nullable=True,
+                                                    index=True)
+    detail: Mapped[Any] = mapped_column(JSONType)
+
+
+class ControlFlag(Base):
+    """Shared switches (the kill switch), so every replica sees a pause at once."""
+
+    __tablename__ = "control_flags"
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.String(255))
+    updated_at: Mapped[datetime] = mapped_column(_ts())
+    updated_by: Mapped[str] = mapped_column(sa.String(255))
