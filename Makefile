@@ -1,0 +1,35 @@
+# Vigil: `make demo` runs the whole loop; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.vigil-installed
+VIGIL_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export VIGIL_TEST_DATABASE_URL
+
+.PHONY: install system-deps demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+system-deps:
+	./deploy/install-system-deps.sh
+
+install: $(STAMP) system-deps
+
+demo: install
+	$(BIN)/vigil demo
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/python -m ruff check . || true
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
