@@ -1,0 +1,12 @@
+"""Database schema checks: expected-schema diff, lints, drift and table references in code.
+
+The exporter plugs these in through `make_schema_checks(target, cfg)`; each returned object
+satisfies `vigil.exporter.base.Check`.
+"""
+
+from __future__ import annotations
+
+from .checks import CHECK_NAMES, SchemaCheck, make_schema_checks
+from .config import SchemaCheckConfig
+
+__all__ = ["SchemaCheckConfig", "make_schema_checks", "SchemaCheck", "CHECK_NAMES"]
