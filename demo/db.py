@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.pool import QueuePool
 
+from vigil.db import create_engine
+
 __all__ = ["metadata", "items", "users", "orders", "make_engine", "create_and_seed"]
 
 metadata = sa.MetaData()
@@ -37,7 +39,7 @@ orders = sa.Table(
 
 def make_engine(url: str, pool_size: int) -> sa.Engine:
     """An engine with a fixed-size pool and a short checkout timeout, so exhaustion shows fast."""
-    return sa.create_engine(url, poolclass=QueuePool, pool_size=pool_size, max_overflow=0,
+    return create_engine(url, poolclass=QueuePool, pool_size=pool_size, max_overflow=0,
                             pool_timeout=1.0, pool_pre_ping=False)
 
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tests.harness import WebhookReceiver, in_ci, require_binary
+from vigil.db import normalize_url
 from vigil.demo.client import DemoTarget, start_demo_target
 from vigil.procs import ManagedProcess, start_alertmanager, start_prometheus
 
@@ -40,12 +41,13 @@ def _track(request: pytest.FixtureRequest, proc: ManagedProcess) -> None:
 
 @pytest.fixture
 def start_process(request: pytest.FixtureRequest) -> Iterator[Callable[[ManagedProcess], ManagedProcess]]:
-    """Start any ManagedProcess, wait until ready, stop it after the test, keep its log."""
+    """Start any ManagedProcess (unless already started), wait until ready, stop it after the
+    test, keep its log."""
     started: list[ManagedProcess] = []
 
     def start(proc: ManagedProcess, timeout: float = 30.0) -> ManagedProcess:
         _track(request, proc)
-        started.append(proc.start())
+        started.append(proc if proc.proc is not None else proc.start())
         return proc.wait_ready(timeout)
 
     yield start
@@ -130,6 +132,8 @@ def postgres_server_url() -> Iterator[str]:
     """URL of a PostgreSQL server: VIGIL_TEST_DATABASE_URL, else a testcontainers container."""
     url = os.environ.get("VIGIL_TEST_DATABASE_URL")
     if url:
+        # psycopg2 is Vigil's driver; SQLAlchemy 2.1 would pick psycopg 3 for a bare URL
+        url = normalize_url(url).render_as_string(hide_password=False)
         engine = sa.create_engine(url)
         try:
             with engine.connect() as conn:
@@ -147,7 +151,7 @@ def postgres_server_url() -> Iterator[str]:
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:15", driver="psycopg2") as container:
-            yield container.get_connection_url()
+            yield normalize_url(container.get_connection_url()).render_as_string(hide_password=False)
         return
     msg = ("no PostgreSQL: set VIGIL_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
            " or run a Docker engine for testcontainers")
