@@ -101,7 +101,7 @@ def missing_tables() -> Any:
         "Tables referenced in code but missing",
         "Table names found in the target's code that the live schema does not have.",
         units.NoUnit,
-        prom(f'vigil_finding_info{{{TARGET_LABEL},check="code_references"}}',
+        prom(f'vigil_finding_info{{{TARGET_LABEL},check="code_references",rule="unknown_table"}}',
              instant=True, table_format=True),
         transformations=[transformation("organize", {
             "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True,
@@ -113,11 +113,24 @@ def missing_tables() -> Any:
 
 def tls_days_left() -> Any:
     return bar_gauge(
-        "TLS certificate days left", "Days until each HTTPS endpoint's certificate expires.",
-        units.Days,
-        prom(f"vigil_tls_certificate_expiry_days{{{TARGET_LABEL}}}", "{{endpoint}}",
-             instant=True),
+        "TLS certificate days left", "Days until each HTTPS host's certificate expires "
+        "(negative once expired).", units.Days,
+        prom(f"vigil_tls_cert_days_left{{{TARGET_LABEL}}}", "{{host}}", instant=True),
         steps=thresholds((None, "red"), (14, "orange"), (30, "green")), w=12, h=8)
+
+
+def endpoints_up() -> Any:
+    return state_timeline(
+        "Endpoints up", "Each configured endpoint answered as expected.",
+        prom(f"vigil_endpoint_up{{{TARGET_LABEL}}}", "{{endpoint}}"),
+        mappings=value_map({"0": ("down", "red"), "1": ("up", "green")}),
+        steps=thresholds((None, "red"), (1, "green")), w=12, h=8)
+
+
+def endpoint_latency() -> Any:
+    return timeseries(
+        "Endpoint latency", "Response time of each configured endpoint probe.", units.Seconds,
+        prom(f"vigil_endpoint_latency_seconds{{{TARGET_LABEL}}}", "{{endpoint}}"), w=12, h=8)
 
 
 def active_findings() -> Any:
@@ -169,6 +182,7 @@ def dashboard() -> dict[str, Any]:
         row("CORS"), cors_matrix(),
         row("Environment and schema"), env_validity(), schema_history(), missing_tables(),
         tls_days_left(),
+        row("Endpoints"), endpoints_up(), endpoint_latency(),
         row("Findings"), active_findings(),
         row("Checks"), check_success(), check_duration(), check_age(),
     ])

@@ -115,16 +115,24 @@ def forecast_age() -> Any:
     return bar_gauge(
         "Forecast freshness", "Seconds since each forecast was last fitted; an old forecast "
         "means Prometheus was unreachable or the fit failed.", units.Seconds,
-        prom("time() - max by (forecast) (vigil_forecast_last_fit_timestamp_seconds)",
-             "{{forecast}}", instant=True),
-        steps=thresholds((None, "green"), (3600, "orange"), (7200, "red")), w=8, h=8)
+        prom("max by (forecast) (vigil_forecast_age_seconds)", "{{forecast}}", instant=True),
+        steps=thresholds((None, "green"), (3600, "orange"), (7200, "red")), w=6, h=8)
+
+
+def series_status() -> Any:
+    return bar_gauge(
+        "Series by status", "Series per forecast: ok, insufficient_history (reported, not "
+        "forecast), error or pending.", units.Short,
+        prom("sum by (forecast, status) (vigil_forecast_series)", "{{forecast}} {{status}}",
+             instant=True),
+        w=6, h=8)
 
 
 def fit_cost() -> Any:
     return timeseries(
         "Fit cost", "Wall time of the last fit of each forecast.", units.Seconds,
         prom("max by (forecast) (vigil_forecast_fit_duration_seconds)", "{{forecast}}"),
-        w=8, h=8)
+        w=6, h=8)
 
 
 def forecast_errors() -> Any:
@@ -133,7 +141,7 @@ def forecast_errors() -> Any:
         units.OpsPerSecond,
         prom("sum by (forecast) (rate(vigil_forecast_errors_total[$__rate_interval]))",
              "{{forecast}}"),
-        w=8, h=8, min_val=0)
+        w=6, h=8, min_val=0)
 
 
 def memory_trend() -> Any:
@@ -193,5 +201,5 @@ def dashboard(forecasts_file: Path | None = None) -> dict[str, Any]:
         panels += [row("Forecast against actual")]
         panels += [forecast_vs_actual(spec) for spec in forecasts]
     panels += [row("Trends"), memory_trend(), disk_trend(), request_rate_band(),
-               row("Forecaster"), forecast_age(), fit_cost(), forecast_errors()]
+               row("Forecaster"), forecast_age(), series_status(), fit_cost(), forecast_errors()]
     return assemble(board, panels)

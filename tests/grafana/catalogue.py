@@ -85,5 +85,6 @@ def known_metrics() -> set[str]:
             | PROMETHEUS_BUILTINS | PROCESS_METRICS)
     # A histogram or summary exports _bucket/_sum/_count series beside its name; prometheus
     # client counters are documented with or without _total.
-    derived = {f"{name}{suffix}" for name in base for suffix in ("_bucket", "_sum", "_count")}
+    derived = {f"{name}{suffix}" for name in base
+               for suffix in ("_bucket", "_sum", "_count", "_total")}
     return base | derived
