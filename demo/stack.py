@@ -1,0 +1,270 @@
+"""`vigil demo`: the whole loop on one machine, on embedded defaults.
+
+Starts the demo target, every Vigil service whose code and default config exist, Prometheus
+with the rules and Alertmanager with the routing, all on loopback with 1 s intervals and
+configs generated in a temporary directory. Prints the URLs, drives a little traffic, and
+shuts everything down cleanly on Ctrl-C (or after --duration seconds).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from vigil.demo.client import DemoTarget, start_demo_target
+from vigil.paths import DEPLOY_DIR, RULES_DIR
+from vigil.procs import (
+    BinaryNotFound,
+    ManagedProcess,
+    alertmanager_config,
+    find_binary,
+    free_port,
+    prometheus_config,
+    start_alertmanager,
+    start_prometheus,
+)
+from vigil.service import ArgumentParser
+
+__all__ = ["Stack", "ServiceSpec", "SERVICES", "main"]
+
+# Default loopback addresses; deploy/*.yml files use these, and the stack rewrites them
+# when a port is taken.
+DEFAULT_PORTS = {"demo": 8080, "vigil-exporter": 9115, "vigil-forecaster": 9116,
+                 "vigil-remediator": 9095, "prometheus": 9090, "alertmanager": 9093}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A Vigil service the demo starts when its module and default config exist."""
+
+    job: str
+    module: str
+    config: str  # file name under deploy/
+
+
+SERVICES = (
+    ServiceSpec("vigil-exporter", "vigil.exporter.service", "exporter.yml"),
+    ServiceSpec("vigil-forecaster", "vigil.forecaster.service", "forecasts.yml"),
+    ServiceSpec("vigil-remediator", "vigil.remediator.service", "remediator.yml"),
+)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _rewrite(value: Any, replacements: dict[str, str]) -> Any:
+    """Replace default addresses and paths in every string of a loaded YAML document."""
+    if isinstance(value, str):
+        for old, new in replacements.items():
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, list):
+        return [_rewrite(v, replacements) for v in value]
+    if isinstance(value, dict):
+        return {k: _rewrite(v, replacements) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class Stack:
+    """The running demo stack."""
+
+    workdir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: list[ManagedProcess] = field(default_factory=list)
+    target: DemoTarget | None = None
+    services: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    _stop_traffic: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def replacements(self) -> dict[str, str]:
+        out = {f"127.0.0.1:{DEFAULT_PORTS[n]}": f"127.0.0.1:{p}" for n, p in self.ports.items()}
+        out["${VIGIL_SECRETS_DIR}"] = str(self.workdir / "secrets")
+        out["${VIGIL_STATE_DIR}"] = str(self.workdir / "state")
+        out["${VIGIL_DEMO_STATE_DIR}"] = str(self.workdir / "demo-target")
+        out["${VIGIL_DEPLOY_DIR}"] = str(DEPLOY_DIR)
+        return out
+
+    def generated(self, name: str) -> Path:
+        """Copy deploy/<name> into the workdir with addresses and paths rewritten."""
+        data = yaml.safe_load((DEPLOY_DIR / name).read_text())
+        out = self.workdir / "config" / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(_rewrite(data, self.replacements()), sort_keys=False))
+        return out
+
+    def start(self, log: Any = print) -> None:
+        for name, port in DEFAULT_PORTS.items():
+            self.ports[name] = port if _port_free(port) else free_port()
+            if self.ports[name] != port:
+                log(f"  port {port} for {name} is taken; using {self.ports[name]}")
+        secrets_dir = self.workdir / "secrets"
+        secrets_dir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "state").mkdir(exist_ok=True)
+
+        log("starting the demo target")
+        self.target = start_demo_target(self.workdir / "demo-target", port=self.ports["demo"])
+        self.processes.append(self.target.process)
+        self.target.process.wait_ready(30)
+        for name in ("admin-token", "api-key"):
+            shutil.copy(self.target.state_dir / name, secrets_dir / f"demo-{name}")
+            (secrets_dir / f"demo-{name}").chmod(0o600)
+        webhook_token = secrets_dir / "remediator-token"
+        if not webhook_token.exists():
+            import secrets as _secrets
+
+            webhook_token.write_text(_secrets.token_urlsafe(24))
+            webhook_token.chmod(0o600)
+
+        scrape: dict[str, list[str]] = {"demo": [f"127.0.0.1:{self.ports['demo']}"]}
+        for spec in SERVICES:
+            if importlib.util.find_spec(spec.module) is None or not (DEPLOY_DIR / spec.config).exists():
+                self.skipped.append(spec.job)
+                continue
+            log(f"starting {spec.job}")
+            config = self.generated(spec.config)
+            port = self.ports[spec.job]
+            proc = ManagedProcess(
+                name=spec.job,
+                argv=[sys.executable, "-m", spec.module, f"--config.file={config}",
+                      f"--web.listen-address=127.0.0.1:{port}"],
+                log_path=self.workdir / "logs" / f"{spec.job}.log",
+                ready_url=f"http://127.0.0.1:{port}/-/healthy",
+                env={"DEMO_API_KEY": self.target.api_key},
+            )
+            self.processes.append(proc.start())
+            proc.wait_ready(60)
+            self.services.append(spec.job)
+            scrape[spec.job] = [f"127.0.0.1:{port}"]
+
+        log("starting alertmanager")
+        am_config: dict[str, Any] | Path
+        if (DEPLOY_DIR / "alertmanager.yml").exists() and "vigil-remediator" in self.services:
+            am_config = self.generated("alertmanager.yml")
+        else:
+            am_config = alertmanager_config(None)
+        am, _ = start_alertmanager(self.workdir / "alertmanager", am_config,
+                                   port=self.ports["alertmanager"])
+        self.processes.append(am)
+        am.wait_ready(30)
+
+        log("starting prometheus")
+        rule_files = sorted(RULES_DIR.glob("*.rules.yml"))
+        prom, _ = start_prometheus(
+            self.workdir / "prometheus",
+            prometheus_config(scrape, rule_files=rule_files,
+                              alertmanagers=[f"127.0.0.1:{self.ports['alertmanager']}"]),
+            port=self.ports["prometheus"])
+        self.processes.append(prom)
+        prom.wait_ready(30)
+        threading.Thread(target=self._traffic, daemon=True, name="demo-traffic").start()
+
+    def _traffic(self) -> None:
+        """A browser-like client: a few requests a second, with an Origin, like real users."""
+        assert self.target is not None
+        origin = {"Origin": "https://app.example.com"}
+        calls = [("GET", "/api/v1/items", None), ("GET", "/api/v1/items/1", None),
+                 ("PATCH", "/api/v1/items/1", {"stock": 10}), ("GET", "/api/v1/users", None),
+                 ("GET", "/api/v1/quote", None), ("GET", "/api/v1/orders/summary", None)]
+        i = 0
+        while not self._stop_traffic.wait(0.2):
+            method, path, body = calls[i % len(calls)]
+            i += 1
+            try:
+                self.target.api(method, path, json=body, headers=origin, timeout=5)
+            except requests.RequestException:
+                pass  # the target may be faulted or restarting; users retry too
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        resp = requests.get(f"{self.url('prometheus')}/api/v1/query", params={"query": expr}, timeout=5)
+        resp.raise_for_status()
+        return list(resp.json()["data"]["result"])
+
+    def stop(self) -> None:
+        self._stop_traffic.set()
+        for proc in reversed(self.processes):
+            proc.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the whole loop until Ctrl-C."""
+    parser = ArgumentParser(prog="vigil demo", description=__doc__)
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="stop by itself after this many seconds (default: run until Ctrl-C)")
+    parser.add_argument("--workdir", default=None,
+                        help="where to write configs, data and logs (default: a new temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the workdir on exit")
+    args = parser.parse_args(argv)
+    for binary in ("prometheus", "prometheus-alertmanager"):
+        try:
+            find_binary(binary)
+        except BinaryNotFound as exc:
+            print(f"vigil demo: error: {exc}", file=sys.stderr)
+            return 1
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vigil-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(workdir)
+    print(f"vigil demo: working directory {workdir}")
+    try:
+        stack.start(log=lambda m: print(f"  {m}", flush=True))
+        print("\nVigil demo is up:")
+        rows = [("demo target", stack.url("demo"))]
+        rows += [(job, stack.url(job)) for job in stack.services]
+        rows += [("prometheus", stack.url("prometheus")), ("alertmanager", stack.url("alertmanager"))]
+        for name, url in rows:
+            print(f"  {name:<18} {url}")
+        if stack.skipped:
+            print(f"  (not started, not built yet: {', '.join(stack.skipped)})")
+        print(f"  admin token file   {workdir / 'secrets' / 'demo-admin-token'}")
+        print("\nTry a fault:  curl -H \"Authorization: Bearer $(cat "
+              f"{workdir / 'secrets' / 'demo-admin-token'})\" -d '{{\"cors_drift\": true}}' "
+              f"{stack.url('demo')}/admin/faults")
+        print("Press Ctrl-C to stop.\n", flush=True)
+        deadline = time.monotonic() + args.duration if args.duration else None
+        reported = False
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(1)
+            if not reported:
+                up = stack.query("up")
+                if len(up) == len(stack.services) + 1:
+                    print("Prometheus `up`: " + ", ".join(
+                        f"{r['metric']['job']}={r['value'][1]}" for r in sorted(
+                            up, key=lambda r: r["metric"]["job"])), flush=True)
+                    reported = True
+            for proc in stack.processes:
+                if not proc.alive():
+                    print(f"vigil demo: error: {proc.name} exited; its log:\n{proc.log_tail(20)}",
+                          file=sys.stderr)
+                    return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+    except (TimeoutError, RuntimeError) as exc:
+        print(f"vigil demo: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+        if not args.keep and not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("vigil demo: stopped cleanly")
+    return 0
