@@ -6,7 +6,7 @@ remediator/migrations/versions and a docs update.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,8 +32,28 @@ class Base(DeclarativeBase):
     pass
 
 
-def _ts() -> sa.DateTime:
-    return sa.DateTime(timezone=True)
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """timestamptz on PostgreSQL; naive-UTC text on SQLite; always aware UTC in Python."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def _ts() -> UTCDateTime:
+    return UTCDateTime()
 
 
 class Notification(Base):

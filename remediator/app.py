@@ -1,0 +1,329 @@
+"""The remediator's aiohttp app: the Alertmanager webhook, the admin API and standard routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from vigil.remediator.auth import Credentials, load_credentials
+from vigil.remediator.config import RemediatorConfig
+from vigil.remediator.engine import Engine
+from vigil.remediator.ingest import IngestQueue
+from vigil.remediator.keys import CONFIG, METRICS, REGISTRY, STORE
+from vigil.remediator.matching import match_alert
+from vigil.remediator.metrics import RemediatorMetrics
+from vigil.remediator.models import INCIDENT_STATES
+from vigil.remediator.openapi import OPENAPI
+from vigil.remediator.payload import PayloadError, parse_payload, parse_time
+from vigil.remediator.store import IngestResult, Store
+from vigil.service import add_standard_routes
+
+__all__ = ["create_app", "Runtime", "RUNTIME"]
+
+log = logging.getLogger("vigil.remediator")
+
+
+@dataclass
+class Runtime:
+    """Objects that exist only while the app runs (created in cleanup_ctx)."""
+
+    replica: str
+    heartbeat_interval: float
+    sweep_interval: float
+    engine: Engine | None = None
+    queue: IngestQueue | None = None
+    session: aiohttp.ClientSession | None = None
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
+WEBHOOK_CREDS: web.AppKey[Credentials] = web.AppKey("webhook_creds")
+ADMIN_CREDS: web.AppKey[Credentials] = web.AppKey("admin_creds")
+PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal", str)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status,
+                             dumps=lambda d: json.dumps(d, default=_json_default))
+
+
+def error(status: int, message: str) -> web.Response:
+    return json_response({"status": "error", "error": message}, status)
+
+
+def auth_middleware(webhook: Credentials, admin: Credentials) -> Any:
+    """Check the webhook's or the admin API's credentials before the handler runs."""
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        path = request.path
+        if path == "/api/v1/alerts":
+            creds, realm = webhook, "webhook"
+        elif path.startswith("/api/v1/") and path != "/api/v1/openapi.json":
+            if not admin.configured:
+                return error(403, "the admin API is disabled: configure admin.bearer_token_file "
+                                  "or admin.basic_auth")
+            creds, realm = admin, "admin"
+        else:
+            return await handler(request)
+        if creds.configured:
+            principal = creds.check(request)
+            if principal is None:
+                if realm == "webhook":
+                    request.app[METRICS].notifications.labels("unauthorized").inc()
+                resp = error(401, "missing or invalid credentials")
+                resp.headers["WWW-Authenticate"] = f'Bearer realm="vigil-remediator-{realm}"'
+                return resp
+            request[PRINCIPAL] = principal
+        else:
+            request[PRINCIPAL] = "anonymous"
+        return await handler(request)
+
+    return middleware
+
+
+async def receive(request: web.Request) -> web.Response:
+    """POST /api/v1/alerts: store, deduplicate and schedule every alert of one notification."""
+    metrics = request.app[METRICS]
+    config = request.app[CONFIG]
+    runtime = request.app[RUNTIME]
+    if request.content_type != "application/json":
+        metrics.notifications.labels("invalid").inc()
+        return error(415, "Content-Type must be application/json")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        metrics.notifications.labels("invalid").inc()
+        return error(413, f"body larger than {config.webhook.max_body_bytes} bytes")
+    try:
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        metrics.notifications.labels("invalid").inc()
+        return error(400, "body is not UTF-8")
+    except json.JSONDecodeError as exc:
+        metrics.notifications.labels("invalid").inc()
+        return error(400, f"invalid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}")
+    try:
+        parsed = parse_payload(data)
+    except PayloadError as exc:
+        metrics.notifications.labels("invalid").inc()
+        return error(400, str(exc))
+    matches = [match_alert(config, a.as_dict()) for a in parsed.alerts]
+    assert runtime.queue is not None
+    try:
+        result = await runtime.queue.submit((parsed, matches, config.dry_run))
+    except Exception as exc:  # noqa: BLE001 - any store failure: let Alertmanager retry
+        metrics.notifications.labels("store_error").inc()
+        log.error("cannot store notification: %s", exc.__class__.__name__)
+        return error(503, "incident store unavailable: notification not stored, retry later")
+    metrics.notifications.labels("accepted").inc()
+    for outcome in result.outcomes:
+        metrics.alerts.labels(outcome).inc()
+    return json_response({"status": "success", "alerts": [
+        {"fingerprint": a.fingerprint, "status": a.status, "outcome": o}
+        for a, o in zip(parsed.alerts, result.outcomes, strict=True)]})
+
+
+async def _db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    q = request.query
+    state = q.get("state")
+    if state and state not in INCIDENT_STATES:
+        return error(400, f"state: expected one of {', '.join(INCIDENT_STATES)}")
+    try:
+        limit = int(q.get("limit", "100"))
+        offset = int(q.get("offset", "0"))
+    except ValueError:
+        return error(400, "limit and offset must be integers")
+    if not 1 <= limit <= 1000 or offset < 0:
+        return error(400, "limit must be 1..1000 and offset >= 0")
+    since = None
+    if q.get("since"):
+        try:
+            since = parse_time(q["since"], "since")
+        except PayloadError as exc:
+            return error(400, str(exc))
+    rows = await _db(request.app[STORE].list_incidents, state=state, procedure=q.get("procedure"),
+                     alertname=q.get("alertname"), since=since, limit=limit, offset=offset)
+    return json_response({"status": "success", "incidents": rows})
+
+
+def _incident_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    data = await _db(request.app[STORE].timeline, _incident_id(request))
+    if data is None:
+        return error(404, "no such incident")
+    events: list[dict[str, Any]] = []
+    for a in data["audit"]:
+        events.append({"at": a["at"], "event": a["action"], "actor": a["actor"], "detail": a["detail"]})
+    for att in data["attempts"]:
+        events.append({"at": att["created_at"], "event": f"attempt.{att['state']}",
+                       "actor": att["replica"], "detail": {"attempt": att["id"], "reason": att["reason"]}})
+        if att["finished_at"]:
+            events.append({"at": att["finished_at"], "event": "attempt.finished", "actor": att["replica"],
+                           "detail": {"attempt": att["id"], "state": att["state"],
+                                      "verification": att["verification"]}})
+    events.sort(key=lambda e: e["at"])
+    data["timeline"] = events
+    del data["audit"]
+    return json_response({"status": "success", **data})
+
+
+async def approve(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    incident_id = _incident_id(request)
+    inc = await _db(store.incident, incident_id)
+    if inc is None:
+        return error(404, "no such incident")
+    who = f"admin:{request['principal']}"
+    from vigil.remediator.store import utcnow
+
+    if not await _db(store.transition, incident_id, ("awaiting_approval",), "open",
+                     reason=f"approved by {who}", actor=who, approved_at=utcnow(),
+                     approved_by=who):
+        return error(409, f"incident is {inc['state']}, not awaiting_approval")
+    await _db(store.audit, who, "incident.approve", incident_id, {})
+    runtime = request.app[RUNTIME]
+    assert runtime.engine is not None
+    runtime.spawn(runtime.engine.consider(incident_id))
+    return json_response({"status": "success", "incident": await _db(store.incident, incident_id)},
+                         202)
+
+
+async def control_get(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    assert runtime.engine is not None
+    return json_response({"status": "success", "paused": runtime.engine.paused,
+                          "dry_run": request.app[CONFIG].dry_run,
+                          "in_progress": len(runtime.engine.running)})
+
+
+def _pause_handler(paused: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
+        assert runtime.engine is not None
+        await _db(request.app[STORE].set_paused, paused, f"admin:{request['principal']}")
+        runtime.engine.paused = paused
+        if not paused:
+            runtime.spawn(runtime.engine.sweep())
+        return json_response({"status": "success", "paused": paused})
+
+    return handler
+
+
+async def openapi(_: web.Request) -> web.Response:
+    return json_response(OPENAPI)
+
+
+def default_replica() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def create_app(config: RemediatorConfig, *, store: Store | None = None,
+               registry: CollectorRegistry | None = None, heartbeat_interval: float = 1.0,
+               sweep_interval: float = 5.0) -> web.Application:
+    """Build the remediator: webhook, admin API, /metrics, health; migrate the store on start."""
+    store = store or Store(config.resolved_database_url())
+    registry = registry or CollectorRegistry()
+    webhook_creds = load_credentials(config, config.webhook, "webhook")
+    admin_creds = load_credentials(config, config.admin, "admin")
+    app = web.Application(client_max_size=config.webhook.max_body_bytes,
+                          middlewares=[auth_middleware(webhook_creds, admin_creds)])
+    app[CONFIG] = config
+    app[STORE] = store
+    app[REGISTRY] = registry
+    app[METRICS] = RemediatorMetrics(registry, store.count_active_incidents)
+    runtime = Runtime(config.replica_id or default_replica(), heartbeat_interval, sweep_interval)
+    app[RUNTIME] = runtime
+    app[WEBHOOK_CREDS] = webhook_creds
+    app[ADMIN_CREDS] = admin_creds
+    if not webhook_creds.configured:
+        log.warning("the webhook accepts unauthenticated posts: set webhook.bearer_token_file")
+    app.cleanup_ctx.append(_lifecycle)
+    app.router.add_post("/api/v1/alerts", receive)
+    app.router.add_get("/api/v1/incidents", list_incidents)
+    app.router.add_get("/api/v1/incidents/{id}", get_incident)
+    app.router.add_post("/api/v1/incidents/{id}/approve", approve)
+    app.router.add_get("/api/v1/control", control_get)
+    app.router.add_post("/api/v1/control/pause", _pause_handler(True))
+    app.router.add_post("/api/v1/control/resume", _pause_handler(False))
+    app.router.add_get("/api/v1/openapi.json", openapi)
+
+    async def ready() -> tuple[bool, str]:
+        try:
+            await _db(store.count_active_incidents)
+        except Exception as exc:  # noqa: BLE001
+            return False, f"incident store unavailable ({exc.__class__.__name__})"
+        return True, ""
+
+    add_standard_routes(app, registry, ready)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    config, store, runtime = app[CONFIG], app[STORE], app[RUNTIME]
+    await asyncio.to_thread(store.migrate)
+    runtime.session = aiohttp.ClientSession()
+    engine = Engine(config, store, app[METRICS], runtime.session, runtime.replica,
+                    heartbeat_interval=runtime.heartbeat_interval,
+                    sweep_interval=runtime.sweep_interval)
+    runtime.engine = engine
+
+    async def on_committed(results: list[IngestResult]) -> None:
+        for result in results:
+            for incident_id in result.closed:
+                engine.cancel(incident_id)
+            for _, seconds in result.resolved:
+                app[METRICS].resolution.observe(seconds)
+            for incident_id in result.new_incidents:
+                runtime.spawn(engine.consider(incident_id))
+            for incident_id in result.escalate:
+                runtime.spawn(engine.escalate(incident_id, ""))
+
+    runtime.queue = IngestQueue(store, on_committed)
+    runtime.queue.start()
+    await engine.start()
+    runtime.spawn(engine.sweep_forever())
+    try:
+        yield
+    finally:
+        await runtime.queue.stop()
+        for task in list(runtime.background):
+            task.cancel()
+        await asyncio.gather(*runtime.background, return_exceptions=True)
+        await engine.stop()
+        await runtime.session.close()
+        await asyncio.to_thread(store.dispose)

@@ -1,0 +1,65 @@
+"""Credentials for the webhook and the admin API: bearer token from a file, or basic auth."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from vigil.config import ConfigError
+from vigil.remediator.config import AdminSettings, RemediatorConfig, WebhookSettings
+
+__all__ = ["Credentials", "load_credentials"]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.token is not None or self.username is not None
+
+    def check(self, request: web.Request) -> str | None:
+        """The authenticated principal, or None. Compares in constant time."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if self.token is not None and scheme.lower() == "bearer":
+            if hmac.compare_digest(value.strip().encode(), self.token.encode()):
+                return "token"
+        if self.username is not None and scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            ok_user = hmac.compare_digest(user.encode(), self.username.encode())
+            ok_pw = hmac.compare_digest(password.encode(), (self.password or "").encode())
+            if ok_user and ok_pw:
+                return user
+        return None
+
+
+def _read(config: RemediatorConfig, path: str, where: str) -> str:
+    try:
+        value = config.path(path).read_text().strip()
+    except OSError:
+        raise ConfigError(None, where, "cannot read the secret file") from None
+    if not value:
+        raise ConfigError(None, where, "the secret file is empty")
+    return value
+
+
+def load_credentials(config: RemediatorConfig, section: WebhookSettings | AdminSettings,
+                     name: str) -> Credentials:
+    token = (_read(config, section.bearer_token_file, f"{name}.bearer_token_file")
+             if section.bearer_token_file else None)
+    if section.basic_auth:
+        return Credentials(token, section.basic_auth.username,
+                           _read(config, section.basic_auth.password_file,
+                                 f"{name}.basic_auth.password_file"))
+    return Credentials(token)

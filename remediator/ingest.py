@@ -1,0 +1,72 @@
+"""Group-commit ingest: webhook handlers queue parsed notifications, one writer commits batches.
+
+Each handler waits until the transaction holding its notification has committed, so a 2xx
+always means "durably stored"; batching lets one commit (one fsync) acknowledge many posts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from vigil.remediator.matching import Match
+from vigil.remediator.payload import ParsedNotification
+from vigil.remediator.store import IngestResult, Store
+
+__all__ = ["IngestQueue"]
+
+log = logging.getLogger("vigil.remediator.ingest")
+Item = tuple[ParsedNotification, list[Match], bool]
+
+
+class IngestQueue:
+    def __init__(self, store: Store, on_committed: Callable[[list[IngestResult]], Awaitable[None]],
+                 *, max_batch: int = 256) -> None:
+        self.store = store
+        self.on_committed = on_committed
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Item, asyncio.Future[IngestResult]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Item) -> IngestResult:
+        """Queue a notification; return once it is committed (raise if the store failed)."""
+        fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, fut))
+        return await fut
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._writer())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        while not self._queue.empty():
+            _, fut = self._queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(RuntimeError("remediator is shutting down"))
+
+    async def _writer(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await asyncio.to_thread(self.store.ingest, [item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiter answers 5xx
+                log.error("store write failed: %s", exc.__class__.__name__)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
+            try:
+                await self.on_committed(results)
+            except Exception:  # noqa: BLE001 - scheduling failures are retried by the sweeper
+                log.exception("scheduling after commit failed")

@@ -1,0 +1,22 @@
+"""Typed aiohttp application keys shared by the remediator's handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+if TYPE_CHECKING:
+    from vigil.remediator.config import RemediatorConfig
+    from vigil.remediator.engine import Engine
+    from vigil.remediator.ingest import IngestQueue
+    from vigil.remediator.metrics import RemediatorMetrics
+    from vigil.remediator.store import Store
+
+CONFIG: web.AppKey[RemediatorConfig] = web.AppKey("config")
+STORE: web.AppKey[Store] = web.AppKey("store")
+METRICS: web.AppKey[RemediatorMetrics] = web.AppKey("metrics")
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
+ENGINE: web.AppKey[Engine] = web.AppKey("engine")
+QUEUE: web.AppKey[IngestQueue] = web.AppKey("queue")

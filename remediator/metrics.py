@@ -1,0 +1,71 @@
+"""The remediator's metrics, exactly as DESIGN.md names them, on a passed-in registry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["RemediatorMetrics"]
+
+log = logging.getLogger("vigil.remediator.metrics")
+
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+RESOLUTION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400)
+
+
+class _IncidentsOpen(Collector):
+    """vigil_incidents_open read from the store on every scrape (correct across replicas)."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        try:
+            value = float(self._count())
+        except Exception as exc:  # noqa: BLE001 - a store outage must not break /metrics
+            log.warning("cannot count open incidents: %s", exc.__class__.__name__)
+            return
+        yield GaugeMetricFamily(
+            "vigil_incidents_open",
+            "Incidents in state open, awaiting_approval or remediating (read from the store).",
+            value=value)
+
+
+class RemediatorMetrics:
+    def __init__(self, registry: CollectorRegistry, count_open: Callable[[], int]) -> None:
+        self.notifications = Counter(
+            "vigil_webhook_notifications_total",
+            "Webhook notifications by result (accepted, invalid, unauthorized, store_error).",
+            ["result"], registry=registry)
+        self.alerts = Counter(
+            "vigil_alerts_received_total",
+            "Alerts received by outcome (new, duplicate, resolved, unmatched).",
+            ["outcome"], registry=registry)
+        self.attempts = Counter(
+            "vigil_remediation_attempts_total",
+            "Remediation attempts by procedure and result "
+            "(succeeded, failed, rolled_back, skipped, dry_run).",
+            ["procedure", "result"], registry=registry)
+        self.duration = Histogram(
+            "vigil_remediation_duration_seconds", "Run time of a remediation attempt.",
+            ["procedure"], buckets=DURATION_BUCKETS, registry=registry)
+        self.in_progress = Gauge(
+            "vigil_remediations_in_progress", "Remediation attempts running in this replica.",
+            registry=registry)
+        self.resolution = Histogram(
+            "vigil_incident_resolution_seconds",
+            "Seconds from the alert's startsAt to the incident's resolution (MTTR).",
+            buckets=RESOLUTION_BUCKETS, registry=registry)
+        self.breaker = Gauge(
+            "vigil_circuit_breaker_state",
+            "State of the remediator's per-host circuit breakers: 0 closed, 1 open, 2 half-open.",
+            ["breaker"], registry=registry)
+        for result in ("accepted", "invalid", "unauthorized", "store_error"):
+            self.notifications.labels(result)
+        for outcome in ("new", "duplicate", "resolved", "unmatched"):
+            self.alerts.labels(outcome)
+        registry.register(_IncidentsOpen(count_open))

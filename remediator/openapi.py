@@ -1,0 +1,77 @@
+"""The OpenAPI 3 document served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["OPENAPI"]
+
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"description": description}
+    if schema:
+        body["content"] = {"application/json": {"schema": schema}}
+    return body
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "vigil-remediator", "version": "1",
+             "description": "Alertmanager webhook receiver and incident admin API."},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                            "basic": {"type": "http", "scheme": "basic"}},
+        "schemas": {
+            "Error": {"type": "object", "properties": {"status": {"type": "string"},
+                                                       "error": {"type": "string"}}},
+            "Incident": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "alertname": {"type": "string"},
+                "fingerprint": {"type": "string"}, "procedure": {"type": "string", "nullable": True},
+                "state": {"type": "string", "enum": ["open", "awaiting_approval", "remediating",
+                                                     "resolved", "failed", "escalated"]},
+                "reason": {"type": "string"}, "params": {"type": "object"},
+                "opened_at": {"type": "string", "format": "date-time"}}},
+            "WebhookPayload": {"type": "object", "required": ["version", "status", "receiver",
+                                                              "groupKey", "alerts"],
+                               "description": "Alertmanager webhook payload, version 4"},
+        },
+    },
+    "security": [{"bearer": []}, {"basic": []}],
+    "paths": {
+        "/api/v1/alerts": {"post": {
+            "summary": "Receive an Alertmanager notification (payload version 4)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "$ref": "#/components/schemas/WebhookPayload"}}}},
+            "responses": {"200": _ok("stored; per-alert outcome (new, duplicate, resolved, unmatched)"),
+                          "400": _ERROR, "401": _ERROR, "413": _ERROR, "415": _ERROR,
+                          "503": _ERROR}}},
+        "/api/v1/incidents": {"get": {
+            "summary": "List incidents, newest first",
+            "parameters": [
+                {"name": n, "in": "query", "schema": {"type": t}} for n, t in
+                (("state", "string"), ("procedure", "string"), ("alertname", "string"),
+                 ("since", "string"), ("limit", "integer"), ("offset", "integer"))],
+            "responses": {"200": _ok("incidents", {"type": "object", "properties": {
+                "incidents": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}}}),
+                "400": _ERROR, "401": _ERROR, "403": _ERROR}}},
+        "/api/v1/incidents/{id}": {"get": {
+            "summary": "An incident with its alert, attempts (per-step results) and timeline",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": _ok("incident"), "401": _ERROR, "404": _ERROR}}},
+        "/api/v1/incidents/{id}/approve": {"post": {
+            "summary": "Approve an incident awaiting approval; its procedure is then run",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"202": _ok("approved"), "401": _ERROR, "404": _ERROR, "409": _ERROR}}},
+        "/api/v1/control": {"get": {"summary": "Kill switch and dry-run status",
+                                    "responses": {"200": _ok("status"), "401": _ERROR}}},
+        "/api/v1/control/pause": {"post": {"summary": "Pull the kill switch: start no new remediation",
+                                           "responses": {"200": _ok("paused"), "401": _ERROR}}},
+        "/api/v1/control/resume": {"post": {"summary": "Release the kill switch",
+                                            "responses": {"200": _ok("resumed"), "401": _ERROR}}},
+        "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
+                                         "responses": {"200": _ok("OpenAPI 3 document")}}},
+    },
+}

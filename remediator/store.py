@@ -1,0 +1,446 @@
+"""The incident store: durable ingest with database-enforced dedup, and incident bookkeeping.
+
+Every method is synchronous (SQLAlchemy Core on a pooled engine); the service calls them
+through a thread pool. SQLite by default, PostgreSQL for production and replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from vigil.remediator.matching import Match
+from vigil.remediator.models import (
+    ACTIVE_INCIDENT_STATES, Alert, Attempt, AuditLog, ControlFlag, Incident, Notification,
+    UTCDateTime,
+)
+from vigil.remediator.payload import ParsedNotification
+
+__all__ = ["Store", "IngestResult", "utcnow", "StoreError", "normalise_url"]
+
+log = logging.getLogger("vigil.remediator.store")
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_CHUNK = 400
+UTC_TYPE = UTCDateTime()
+# attempts that count against the budget / start a cooldown
+BUDGET_STATES = ("queued", "running", "succeeded", "failed", "rolled_back")
+COOLDOWN_STATES = ("running", "succeeded", "failed", "rolled_back", "dry_run")
+
+
+class StoreError(RuntimeError):
+    """The store could not be reached or refused a write."""
+
+
+def normalise_url(url: str) -> str:
+    """Pin plain postgresql:// to psycopg2 (SQLAlchemy 2.1 would pick psycopg 3, not installed)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    return url
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class IngestResult:
+    outcomes: list[str] = field(default_factory=list)  # per alert: new|duplicate|resolved|unmatched
+    new_incidents: list[int] = field(default_factory=list)  # open incidents to consider
+    escalate: list[int] = field(default_factory=list)  # unmatched or refused: tell a human
+    resolved: list[tuple[int, float]] = field(default_factory=list)  # (incident, seconds to resolve)
+    closed: list[int] = field(default_factory=list)  # incidents whose work must stop
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    return dict(obj._mapping)
+
+
+class Store:
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        url = normalise_url(url)
+        self.url = url
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            db_path = sa.engine.make_url(url).database
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+        self.engine = sa.create_engine(url, **kwargs)
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- schema ------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest Alembic revision (serialised across replicas)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7431000007)"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    # --- ingest ------------------------------------------------------------------------------
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    def ingest(self, batch: list[tuple[ParsedNotification, list[Match], bool]]) -> list[IngestResult]:
+        """Store notifications and their alerts in one transaction; decide outcomes per alert.
+
+        batch items: (notification, match per alert, global dry_run). Returns one result per item.
+        """
+        now = utcnow()
+        results = [IngestResult() for _ in batch]
+        with self.engine.begin() as conn:
+            note_ids = list(conn.execute(
+                sa.insert(Notification).returning(Notification.id, sort_by_parameter_order=True),
+                [{"received_at": now, "receiver": n.receiver, "status": n.status,
+                  "group_key": n.group_key, "alert_count": len(n.alerts), "payload": n.raw}
+                 for n, _, _ in batch],
+            ).scalars())
+            # firing alerts: insert-or-nothing; the unique constraint decides who is new
+            firing = [(i, j, a) for i, (n, _, _) in enumerate(batch)
+                      for j, a in enumerate(n.alerts) if a.status == "firing"]
+            inserted: dict[tuple[str, datetime], int] = {}
+            for k in range(0, len(firing), _CHUNK):
+                rows = [{"fingerprint": a.fingerprint, "starts_at": a.starts_at, "ends_at": None,
+                         "alertname": a.labels["alertname"], "status": "firing", "labels": a.labels,
+                         "annotations": a.annotations, "generator_url": a.generator_url,
+                         "first_notification_id": note_ids[i], "received_at": now}
+                        for i, _, a in firing[k:k + _CHUNK]]
+                stmt = self._insert(Alert).values(rows).on_conflict_do_nothing(
+                    index_elements=["fingerprint", "starts_at"]
+                ).returning(Alert.id, Alert.fingerprint, Alert.starts_at)
+                for r in conn.execute(stmt):
+                    inserted[(r.fingerprint, r.starts_at)] = r.id
+            outcome: dict[tuple[int, int], str] = {}
+            incident_rows: list[dict[str, Any]] = []
+            incident_owner: list[int] = []
+            for i, j, a in firing:
+                alert_id = inserted.pop((a.fingerprint, a.starts_at), None)
+                if alert_id is None:
+                    outcome[(i, j)] = "duplicate"
+                    continue
+                match = batch[i][1][j]
+                dry = batch[i][2]
+                base = {"alert_id": alert_id, "fingerprint": a.fingerprint,
+                        "alertname": a.labels["alertname"], "alert_starts_at": a.starts_at,
+                        "opened_at": now, "updated_at": now, "params": match.params}
+                if match.procedure is None:
+                    outcome[(i, j)] = "unmatched"
+                    base.update(procedure=None, target=None, state="escalated",
+                                reason="no procedure matches this alert", escalated_at=now,
+                                dry_run=dry)
+                elif match.refused:
+                    outcome[(i, j)] = "new"
+                    base.update(procedure=match.procedure.name, target=None, state="escalated",
+                                reason=f"refused: {match.refused}", escalated_at=now,
+                                dry_run=dry or match.procedure.dry_run)
+                else:
+                    outcome[(i, j)] = "new"
+                    base.update(procedure=match.procedure.name, target=match.target, state="open",
+                                reason="", dry_run=dry or match.procedure.dry_run)
+                incident_rows.append(base)
+                incident_owner.append(i)
+            if incident_rows:
+                for k in range(0, len(incident_rows), _CHUNK):
+                    chunk = incident_rows[k:k + _CHUNK]
+                    owners = incident_owner[k:k + _CHUNK]
+                    ids = list(conn.execute(
+                        sa.insert(Incident).returning(Incident.id, sort_by_parameter_order=True),
+                        chunk).scalars())
+                    for inc_id, row, owner in zip(ids, chunk, owners, strict=True):
+                        target = results[owner]
+                        (target.new_incidents if row["state"] == "open" else target.escalate).append(inc_id)
+                    conn.execute(sa.insert(AuditLog), [
+                        {"at": now, "actor": "webhook", "action": "incident.open", "incident_id": inc_id,
+                         "detail": {"state": row["state"], "procedure": row["procedure"],
+                                    "reason": row["reason"]}}
+                        for inc_id, row in zip(ids, chunk, strict=True)])
+            # resolved alerts: close the incident and cancel queued work
+            seen: set[tuple[str, datetime]] = set()
+            for i, (n, _, _) in enumerate(batch):
+                for j, a in enumerate(n.alerts):
+                    if a.status != "resolved":
+                        continue
+                    key = (a.fingerprint, a.starts_at)
+                    if key in seen:
+                        outcome[(i, j)] = "duplicate"
+                        continue
+                    seen.add(key)
+                    outcome[(i, j)] = self._resolve(conn, a, note_ids[i], now, results[i])
+            for i, (n, _, _) in enumerate(batch):
+                results[i].outcomes = [outcome[(i, j)] for j in range(len(n.alerts))]
+        return results
+
+    def _resolve(self, conn: sa.Connection, a: Any, note_id: int, now: datetime,
+                 result: IngestResult) -> str:
+        stmt = self._insert(Alert).values(
+            fingerprint=a.fingerprint, starts_at=a.starts_at, ends_at=a.ends_at,
+            alertname=a.labels["alertname"], status="resolved", labels=a.labels,
+            annotations=a.annotations, generator_url=a.generator_url,
+            first_notification_id=note_id, received_at=now, resolved_at=now,
+        ).on_conflict_do_nothing(index_elements=["fingerprint", "starts_at"]).returning(Alert.id)
+        if conn.execute(stmt).first() is not None:
+            return "resolved"  # we never saw it firing: nothing to close
+        alert_id = conn.execute(
+            sa.update(Alert).where(Alert.fingerprint == a.fingerprint, Alert.starts_at == a.starts_at,
+                                   Alert.status == "firing")
+            .values(status="resolved", ends_at=a.ends_at, resolved_at=now).returning(Alert.id)
+        ).scalar()
+        if alert_id is None:
+            return "duplicate"
+        closed = conn.execute(
+            sa.update(Incident).where(Incident.alert_id == alert_id,
+                                      Incident.state.in_(ACTIVE_INCIDENT_STATES))
+            .values(state="resolved", resolved_at=now, alert_resolved_at=now, updated_at=now,
+                    reason="alert resolved")
+            .returning(Incident.id, Incident.alert_starts_at)
+        ).all()
+        conn.execute(sa.update(Incident).where(Incident.alert_id == alert_id,
+                                               Incident.alert_resolved_at.is_(None))
+                     .values(alert_resolved_at=now, updated_at=now))
+        for inc_id, started in closed:
+            result.closed.append(inc_id)
+            result.resolved.append((inc_id, max(0.0, (now - started).total_seconds())))
+            conn.execute(sa.update(Attempt).where(Attempt.incident_id == inc_id,
+                                                  Attempt.state == "queued")
+                         .values(state="cancelled", reason="alert resolved", finished_at=now))
+            conn.execute(sa.insert(AuditLog).values(
+                at=now, actor="webhook", action="incident.state", incident_id=inc_id,
+                detail={"state": "resolved", "reason": "alert resolved"}))
+        return "resolved"
+
+    # --- incidents and attempts ------------------------------------------------------------------
+
+    def incident(self, incident_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(Incident).where(Incident.id == incident_id)).first()
+            return _row(row) if row else None
+
+    def incident_with_alert(self, incident_id: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(Incident).where(Incident.id == incident_id)).first()
+            if row is None:
+                return None
+            alert = conn.execute(sa.select(Alert).where(Alert.id == row.alert_id)).first()
+            assert alert is not None
+            return _row(row), _row(alert)
+
+    def transition(self, incident_id: int, from_states: tuple[str, ...], to_state: str, *,
+                   reason: str = "", actor: str = "remediator", **stamps: Any) -> bool:
+        """Move an incident between states only if it is in one of from_states (a claim)."""
+        now = utcnow()
+        values: dict[str, Any] = {"state": to_state, "updated_at": now, "reason": reason}
+        stamp = {"remediating": "remediating_at", "resolved": "resolved_at", "failed": "failed_at",
+                 "escalated": "escalated_at", "awaiting_approval": "awaiting_approval_at"}.get(to_state)
+        if stamp:
+            values[stamp] = now
+        values.update(stamps)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(Incident).where(Incident.id == incident_id,
+                                          Incident.state.in_(from_states)).values(**values)
+            ).rowcount
+            if done:
+                conn.execute(sa.insert(AuditLog).values(
+                    at=now, actor=actor, action="incident.state", incident_id=incident_id,
+                    detail={"state": to_state, "reason": reason}))
+        return bool(done)
+
+    def set_reason(self, incident_id: int, reason: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Incident).where(Incident.id == incident_id)
+                         .values(reason=reason, updated_at=utcnow()))
+
+    def create_attempt(self, incident_id: int, procedure: str, target: str, state: str,
+                       replica: str, *, reason: str = "", dry_run: bool = False) -> int:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            return int(conn.execute(sa.insert(Attempt).values(
+                incident_id=incident_id, procedure=procedure, target=target, state=state,
+                reason=reason, dry_run=dry_run, replica=replica, created_at=now,
+                heartbeat_at=now, steps=[], rollback_steps=[], verification=None,
+                verification_detail="",
+                finished_at=now if state in ("skipped", "cancelled") else None,
+            ).returning(Attempt.id)).scalar_one())
+
+    def update_attempt(self, attempt_id: int, *, only_if: tuple[str, ...] | None = None,
+                       **values: Any) -> bool:
+        with self.engine.begin() as conn:
+            stmt = sa.update(Attempt).where(Attempt.id == attempt_id)
+            if only_if:
+                stmt = stmt.where(Attempt.state.in_(only_if))
+            return bool(conn.execute(stmt.values(**values)).rowcount)
+
+    def heartbeat(self, attempt_id: int, incident_id: int) -> str | None:
+        """Stamp the attempt as alive; return the incident's state (so others can stop us)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Attempt).where(Attempt.id == attempt_id)
+                         .values(heartbeat_at=utcnow()))
+            return conn.execute(sa.select(Incident.state).where(Incident.id == incident_id)).scalar()
+
+    def attempt(self, attempt_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(Attempt).where(Attempt.id == attempt_id)).first()
+            return _row(row) if row else None
+
+    def last_run(self, procedure: str, target: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.max(sa.func.coalesce(Attempt.started_at, Attempt.created_at)))
+                .where(Attempt.procedure == procedure, Attempt.target == target,
+                       Attempt.state.in_(COOLDOWN_STATES))).scalar()
+
+    def count_attempts(self, procedure: str, target: str, since: datetime) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(Attempt)
+                .where(Attempt.procedure == procedure, Attempt.target == target,
+                       Attempt.state.in_(BUDGET_STATES), Attempt.created_at >= since)).scalar_one())
+
+    def open_incidents(self, limit: int = 200) -> list[int]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                sa.select(Incident.id).where(Incident.state == "open", Incident.procedure.is_not(None))
+                .order_by(Incident.id).limit(limit)).scalars())
+
+    def orphaned_attempts(self, replica: str, stale_after: float) -> list[dict[str, Any]]:
+        """Attempts left queued/running by this replica, or by any replica that stopped beating."""
+        stale = utcnow() - timedelta(seconds=stale_after)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(Attempt).where(
+                Attempt.state.in_(("queued", "running")),
+                sa.or_(Attempt.replica == replica, Attempt.heartbeat_at < stale))).all()
+            return [_row(r) for r in rows]
+
+    def count_active_incidents(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(Incident)
+                                    .where(Incident.state.in_(ACTIVE_INCIDENT_STATES))).scalar_one())
+
+    def audit(self, actor: str, action: str, incident_id: int | None, detail: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(AuditLog).values(at=utcnow(), actor=actor, action=action,
+                                                    incident_id=incident_id, detail=detail))
+
+    def claim(self, incident_id: int, *, procedure: str, target: str, cooldown: float,
+               max_attempts: int, window: float, dry_run: bool, replica: str,
+               ignore_cooldown: bool) -> tuple[str, Any]:
+        """Check cooldown and budget and move open -> remediating in one transaction.
+
+        On PostgreSQL an advisory lock on the target serialises replicas, so two replicas cannot
+        both pass the cooldown for one target. Returns (claimed, attempt_id) | (cooldown, last
+        run) | (budget, attempts used) | (gone, None).
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": target})
+            state = conn.execute(sa.select(Incident.state).where(Incident.id == incident_id)).scalar()
+            if state != "open":
+                return "gone", None
+            if not ignore_cooldown:
+                last = conn.execute(
+                    sa.select(sa.func.max(sa.func.coalesce(Attempt.started_at, Attempt.created_at)))
+                    .where(Attempt.procedure == procedure, Attempt.target == target,
+                           Attempt.state.in_(COOLDOWN_STATES))).scalar()
+                if last is not None:
+                    last = UTC_TYPE.process_result_value(last, self.engine.dialect)
+                    if (now - last).total_seconds() < cooldown:
+                        return "cooldown", last
+            if not dry_run:
+                used = int(conn.execute(
+                    sa.select(sa.func.count()).select_from(Attempt)
+                    .where(Attempt.procedure == procedure, Attempt.target == target,
+                           Attempt.state.in_(BUDGET_STATES),
+                           Attempt.created_at >= now - timedelta(seconds=window))).scalar_one())
+                if used >= max_attempts:
+                    return "budget", used
+            conn.execute(sa.update(Incident).where(Incident.id == incident_id).values(
+                state="remediating", updated_at=now, reason="remediation queued",
+                remediating_at=sa.func.coalesce(Incident.remediating_at, now)))
+            attempt_id = conn.execute(sa.insert(Attempt).values(
+                incident_id=incident_id, procedure=procedure, target=target, state="queued",
+                reason="", dry_run=dry_run, replica=replica, created_at=now, heartbeat_at=now,
+                steps=[], rollback_steps=[], verification=None, verification_detail="",
+            ).returning(Attempt.id)).scalar_one()
+            conn.execute(sa.insert(AuditLog).values(
+                at=now, actor=f"remediator:{replica}", action="incident.state", incident_id=incident_id,
+                detail={"state": "remediating", "attempt": attempt_id, "dry_run": dry_run}))
+            return "claimed", int(attempt_id)
+
+
+    # --- kill switch ---------------------------------------------------------------------------
+
+    def paused(self) -> bool | None:
+        """The shared kill switch, or None when nobody has set it yet."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(ControlFlag.value).where(ControlFlag.name == "paused")).scalar()
+            return None if value is None else value == "true"
+
+    def set_paused(self, paused: bool, actor: str) -> None:
+        now = utcnow()
+        value = "true" if paused else "false"
+        with self.engine.begin() as conn:
+            stmt = self._insert(ControlFlag).values(name="paused", value=value, updated_at=now,
+                                                    updated_by=actor)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["name"], set_={"value": value, "updated_at": now, "updated_by": actor}))
+            conn.execute(sa.insert(AuditLog).values(
+                at=now, actor=actor, action="control.pause" if paused else "control.resume",
+                incident_id=None, detail={}))
+
+    # --- admin queries -------------------------------------------------------------------------
+
+    def list_incidents(self, *, state: str | None = None, procedure: str | None = None,
+                       alertname: str | None = None, since: datetime | None = None,
+                       limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        stmt = sa.select(Incident).order_by(Incident.id.desc()).limit(limit).offset(offset)
+        if state:
+            stmt = stmt.where(Incident.state == state)
+        if procedure:
+            stmt = stmt.where(Incident.procedure == procedure)
+        if alertname:
+            stmt = stmt.where(Incident.alertname == alertname)
+        if since:
+            stmt = stmt.where(Incident.opened_at >= since)
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(stmt)]
+
+    def timeline(self, incident_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            inc = conn.execute(sa.select(Incident).where(Incident.id == incident_id)).first()
+            if inc is None:
+                return None
+            alert = conn.execute(sa.select(Alert).where(Alert.id == inc.alert_id)).first()
+            attempts = conn.execute(sa.select(Attempt).where(Attempt.incident_id == incident_id)
+                                    .order_by(Attempt.id)).all()
+            audit = conn.execute(sa.select(AuditLog).where(AuditLog.incident_id == incident_id)
+                                 .order_by(AuditLog.id)).all()
+            return {"incident": _row(inc), "alert": _row(alert) if alert else None,
+                    "attempts": [_row(a) for a in attempts], "audit": [_row(a) for a in audit]}

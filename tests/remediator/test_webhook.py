@@ -1,0 +1,139 @@
+"""The webhook: auth, limits, precise 4xx, dedup, mixed payloads, store outage -> 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.remediator.conftest import (
+    ADMIN_AUTH, WEBHOOK_TOKEN, alert, count_rows, incidents, notification, post, procedure, store_of,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'r.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+async def test_new_duplicate_and_resolved_outcomes(make_config: Any, start_remediator: Any,
+                                                   database_url: str) -> None:
+    client = await start_remediator(make_config([procedure("fix")], paused=True), database_url)
+    payload = notification(alert("fixAlert", "aa"), alert("Other", "bb"))
+    resp = await post(client, payload)
+    assert resp.status == 200, await resp.text()
+    assert [a["outcome"] for a in (await resp.json())["alerts"]] == ["new", "unmatched"]
+    # Alertmanager HA: the same notification from a second replica
+    resp = await post(client, payload)
+    assert [a["outcome"] for a in (await resp.json())["alerts"]] == ["duplicate", "duplicate"]
+    store = store_of(client)
+    assert count_rows(store, "alerts") == 2
+    assert count_rows(store, "notifications") == 2
+    assert count_rows(store, "incidents") == 2
+    # mixed: one resolves, one new instance of the same alert fires again later
+    mixed = notification(alert("fixAlert", "aa", status="resolved"),
+                         alert("fixAlert", "cc", starts_at="2026-11-26T10:05:00Z"))
+    resp = await post(client, mixed)
+    assert [a["outcome"] for a in (await resp.json())["alerts"]] == ["resolved", "new"]
+    rows = {r["fingerprint"]: r for r in await incidents(client)}
+    assert rows["aa"]["state"] == "resolved" and rows["aa"]["alert_resolved_at"] is not None
+    assert rows["bb"]["state"] == "escalated" and rows["bb"]["procedure"] is None
+    assert rows["cc"]["state"] == "open"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_alerts_received_total{outcome="duplicate"} 2.0' in metrics
+    assert 'vigil_alerts_received_total{outcome="unmatched"} 1.0' in metrics
+    assert 'vigil_webhook_notifications_total{result="accepted"} 3.0' in metrics
+    assert "vigil_incidents_open 1.0" in metrics
+
+
+async def test_concurrent_duplicates_store_one_incident(make_config: Any, start_remediator: Any,
+                                                        pg_url: str) -> None:
+    client = await start_remediator(make_config([procedure("fix")], paused=True), pg_url)
+    payload = notification(alert("fixAlert", "dd"))
+    resps = await asyncio.gather(*(post(client, payload) for _ in range(20)))
+    outcomes = sorted([(await r.json())["alerts"][0]["outcome"] for r in resps])
+    assert outcomes == ["duplicate"] * 19 + ["new"]
+    assert count_rows(store_of(client), "incidents") == 1
+
+
+@pytest.mark.parametrize("body,ctype,status,message", [
+    (b"{not json", "application/json", 400, "invalid JSON: line 1 column 2"),
+    (json.dumps({"version": "3"}), "application/json", 400, "version: expected \"4\""),
+    (json.dumps(notification(alert())), "text/plain", 415, "Content-Type must be application/json"),
+    (json.dumps({**notification(alert()), "alerts": [{**alert(), "startsAt": "yesterday"}]}),
+     "application/json", 400, "alerts[0].startsAt: invalid RFC 3339 timestamp"),
+    (json.dumps({**notification(alert()), "alerts": [{**alert(), "fingerprint": "zz;rm"}]}),
+     "application/json", 400, "alerts[0].fingerprint"),
+    (json.dumps({**notification(alert()), "alerts": [{**alert(), "labels": {"alertname": 1}}]}),
+     "application/json", 400, "alerts[0].labels.alertname: expected a string"),
+    (json.dumps(notification(alert(annotations={"x": "y" * 3000}))) + " " * 4096,
+     "application/json", 413, "body larger than 4096 bytes"),
+])
+async def test_bad_payloads_get_precise_4xx(make_config: Any, start_remediator: Any, body: Any,
+                                            ctype: str, status: int, message: str) -> None:
+    client = await start_remediator(make_config(webhook={
+        "bearer_token_file": make_config().webhook.bearer_token_file, "max_body_bytes": 4096}))
+    resp = await client.post("/api/v1/alerts", data=body,
+                             headers={"Content-Type": ctype, "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+    assert resp.status == status
+    assert message in (await resp.json())["error"]
+    assert count_rows(store_of(client), "notifications") == 0
+
+
+async def test_auth_failures_change_nothing(make_config: Any, start_remediator: Any) -> None:
+    client = await start_remediator(make_config([procedure("fix")]))
+    payload = notification(alert("fixAlert", "ee"))
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dXNlcjpwdw=="},
+                    ADMIN_AUTH):
+        resp = await post(client, payload, headers)
+        assert resp.status == 401
+        assert "WWW-Authenticate" in resp.headers
+        assert WEBHOOK_TOKEN not in await resp.text()
+    for table in ("notifications", "alerts", "incidents", "attempts"):
+        assert count_rows(store_of(client), table) == 0
+    # the admin API refuses the webhook token and no token
+    assert (await client.get("/api/v1/incidents")).status == 401
+    assert (await client.post("/api/v1/control/pause",
+                              headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})).status == 401
+    assert count_rows(store_of(client), "control_flags") == 0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_webhook_notifications_total{result="unauthorized"} 4.0' in metrics
+
+
+async def test_basic_auth_option(make_config: Any, start_remediator: Any, secrets_dir: Any) -> None:
+    (secrets_dir / "pw").write_text("s3cret")
+    client = await start_remediator(make_config(webhook={
+        "basic_auth": {"username": "am", "password_file": str(secrets_dir / "pw")}}))
+    import base64
+
+    good = {"Authorization": "Basic " + base64.b64encode(b"am:s3cret").decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(b"am:nope").decode()}
+    assert (await post(client, notification(alert()), bad)).status == 401
+    assert (await post(client, notification(alert()), good)).status == 200
+
+
+async def test_store_outage_answers_5xx_then_recovers(make_config: Any, start_remediator: Any,
+                                                      pg_url: str) -> None:
+    client = await start_remediator(make_config([procedure("fix")], paused=True), pg_url)
+    store = store_of(client)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE notifications RENAME TO notifications_away"))
+    payload = notification(alert("fixAlert", "ff"))
+    resp = await post(client, payload)
+    assert resp.status == 503
+    assert "retry" in (await resp.json())["error"]
+    assert (await client.get("/metrics")).status == 200
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE notifications_away RENAME TO notifications"))
+        assert conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one() == 0
+    # Alertmanager retries: now it is stored, once
+    resp = await post(client, payload)
+    assert resp.status == 200
+    assert (await resp.json())["alerts"][0]["outcome"] == "new"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_webhook_notifications_total{result="store_error"} 1.0' in metrics
