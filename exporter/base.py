@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Severity", "Finding", "CheckResult", "Check", "SEVERITY_ORDER"]
+__all__ = ["Severity", "Finding", "CheckResult", "Check", "CheckError", "SEVERITY_ORDER"]
 
 
 class Severity(str, enum.Enum):
@@ -69,3 +69,8 @@ class Check(Protocol):
 
 
 CheckFactory = Callable[..., Check]
+
+
+class CheckError(Exception):
+    """A check could not run. Its message is shown in metrics and reports, so it must never
+    carry a secret value; any other exception type is reported by class name only."""

@@ -1,0 +1,47 @@
+"""HELP text and label names of the per-check sample families, in one place.
+
+Checks add samples by metric name (CheckResult.add_sample); the collector looks the family
+up here. A family a check adds that is not listed is still exposed, with generic HELP.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SAMPLE_FAMILIES", "CACHED_NOTE"]
+
+CACHED_NOTE = "Served from cache: the check's min_interval has not passed since its last run."
+
+SAMPLE_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "vigil_cors_preflight_allowed": (
+        "1 when a browser's CORS preflight from origin for method would succeed, else 0.",
+        ("target", "origin", "method")),
+    "vigil_endpoint_up": (
+        "1 when the endpoint answered with an expected status and body, else 0.",
+        ("target", "endpoint")),
+    "vigil_endpoint_latency_seconds": (
+        "Time the endpoint took to answer, in seconds (absent when it did not answer).",
+        ("target", "endpoint")),
+    "vigil_env_valid": (
+        "1 when the declared variable is present (or optional) and valid, else 0.",
+        ("target", "variable")),
+    "vigil_env_drift": (
+        "1 when the variable's salted hash differs from the recorded baseline, else 0.",
+        ("target", "variable")),
+    "vigil_tls_cert_days_left": (
+        "Days until the TLS certificate's notAfter (negative once expired).",
+        ("target", "host")),
+    "vigil_journey_success": (
+        "1 when every step of the synthetic journey passed, else 0.",
+        ("target", "journey")),
+    "vigil_journey_step_ok": (
+        "1 when the journey step passed, 0 when it broke (skipped steps are absent).",
+        ("target", "journey", "step")),
+    "vigil_journey_duration_seconds": (
+        "Wall time of the whole synthetic journey, in seconds.",
+        ("target", "journey")),
+    "vigil_schema_consistent": (
+        "1 when the database schema matches what the code and migrations expect, else 0.",
+        ("target",)),
+    "vigil_schema_drift": (
+        "1 when the database schema differs from its recorded baseline, else 0.",
+        ("target",)),
+}

@@ -1,0 +1,128 @@
+"""HTTP probing shared by the checks: one aiohttp session per check run, bounded in
+concurrency (a semaphore and the connector limit) and in time (a deadline every request
+respects)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from vigil.exporter.base import CheckError
+
+__all__ = ["Probe", "ProbeResponse", "ProbeError", "env_headers"]
+
+USER_AGENT = "vigil-exporter (+https://github.com/vigil)"
+
+
+class ProbeError(CheckError):
+    """One request failed (connection, timeout, deadline); the text names no value."""
+
+
+@dataclass
+class ProbeResponse:
+    status: int
+    headers: CIMultiDictProxy[str] | CIMultiDict[str]
+    body: bytes
+    elapsed: float
+
+    def header_list(self, name: str) -> list[str]:
+        """Comma-separated values of every instance of a header, stripped, empties dropped."""
+        out: list[str] = []
+        for raw in self.headers.getall(name, []):
+            out += [part.strip() for part in raw.split(",") if part.strip()]
+        return out
+
+
+def env_headers(from_env: dict[str, str], from_file: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers whose values come from environment variables or files (a secret store mount);
+    a missing source is a CheckError that names the variable or file, never a value."""
+    out: dict[str, str] = {}
+    for header, var in from_env.items():
+        value = os.environ.get(var)
+        if value is None:
+            raise CheckError(f"environment variable {var} (for header {header}) is not set")
+        out[header] = value
+    for header, path in (from_file or {}).items():
+        try:
+            out[header] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CheckError(f"cannot read {path} (for header {header}): "
+                             f"{exc.strerror or exc.__class__.__name__}") from None
+    return out
+
+
+class Probe:
+    """`async with Probe(base_url, ...) as probe: await probe.request(...)`."""
+
+    def __init__(self, base_url: str, *, concurrency: int, deadline: float,
+                 request_timeout: float, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.deadline = deadline  # time.monotonic() value
+        self.request_timeout = request_timeout
+        self._sem = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self.in_flight = 0
+        self.max_in_flight = 0  # observed, for tests and the benchmark
+        self.requests = 0
+
+    async def __aenter__(self) -> Probe:
+        connector = aiohttp.TCPConnector(limit=self._concurrency, ssl=self._ssl if self._ssl else True,
+                                         force_close=False, enable_cleanup_closed=False)
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT}, raise_for_status=False)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    async def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                      json: Any = None, timeout: float | None = None,
+                      read_body: bool = True) -> ProbeResponse:
+        """Send one request without following redirects; raise ProbeError on failure."""
+        assert self._session is not None, "use Probe as an async context manager"
+        async with self._sem:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProbeError("check time budget exhausted before the request was sent")
+            limit = min(timeout or self.request_timeout, remaining)
+            self.in_flight += 1
+            self.requests += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            start = time.perf_counter()
+            try:
+                async with self._session.request(
+                    method, self.url(path), headers=headers, json=json, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=limit),
+                ) as resp:
+                    body = await resp.read() if read_body and method != "HEAD" else b""
+                    return ProbeResponse(resp.status, resp.headers, body,
+                                         time.perf_counter() - start)
+            except asyncio.TimeoutError:
+                raise ProbeError(f"{method} {path}: no answer within {limit:.2f}s") from None
+            except aiohttp.ClientSSLError as exc:
+                raise ProbeError(f"{method} {path}: TLS error: {_ssl_reason(exc)}") from None
+            except aiohttp.ClientError as exc:
+                raise ProbeError(f"{method} {path}: {exc.__class__.__name__}") from None
+            finally:
+                self.in_flight -= 1
+
+
+def _ssl_reason(exc: Exception) -> str:
+    inner = getattr(exc, "os_error", None) or getattr(exc, "__cause__", None)
+    reason = getattr(inner, "reason", None) or getattr(inner, "verify_message", None)
+    return str(reason or exc.__class__.__name__)
