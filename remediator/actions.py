@@ -191,7 +191,7 @@ def describe_step(step: Any, params: dict[str, str], config: RemediatorConfig) -
     """What a step would do, rendered with its parameters (for dry runs and `simulate`)."""
     data = _render_step(step, params)
     if isinstance(step, SqlStep):
-        data["binds"] = {k: v for k, v in params.items()}
+        data["binds"] = _binds(step.statement, params)
     if isinstance(step, (SystemdRestartStep, KubernetesRolloutRestartStep, DockerRestartStep)):
         data["argv"] = _service_argv(step, params, config)
     return {k: v for k, v in data.items() if v not in (None, [], {}, "")}
@@ -243,6 +243,12 @@ def _sql_engine(ctx: ActionContext, name: str) -> sa.Engine:
     return ctx.sql_engines[name]
 
 
+def _binds(statement: str, params: dict[str, str]) -> dict[str, str]:
+    """The parameters a statement names as :binds (parameters are never spliced into SQL)."""
+    names = set(sa.text(statement)._bindparams)
+    return {k: v for k, v in params.items() if k in names}
+
+
 def _run_sql(engine: sa.Engine, statement: str, binds: dict[str, Any]) -> str:
     with engine.begin() as conn:
         result = conn.execute(sa.text(statement), binds)
@@ -271,7 +277,7 @@ async def run_step(step: Any, ctx: ActionContext) -> str:
                            env_allow=["PATH", "HOME", "KUBECONFIG", "DOCKER_HOST"])
     if isinstance(step, SqlStep):
         engine = _sql_engine(ctx, step.database)
-        binds = {k: v for k, v in p.items() if f":{k}" in step.statement}
+        binds = _binds(step.statement, p)
         try:
             return await asyncio.wait_for(asyncio.to_thread(_run_sql, engine, step.statement, binds),
                                           timeout=step.timeout)

@@ -305,25 +305,36 @@ class RemediatorConfig(StrictModel):
     credentials: dict[str, Credential] = {}
     databases: dict[str, DatabaseRef] = {}
     binaries: Binaries = Binaries()
+    # trusted values from configuration, usable as ${name} in procedures (e.g. a state dir)
+    constants: dict[str, str] = {}
     procedures: list[Procedure] = []
     # where relative paths resolve from (the config file's folder); set by load_config
     base_dir: str = "."
+    # a procedures-only file: credentials and databases are the main config's to declare
+    procedures_only: bool = False
 
     @model_validator(mode="after")
     def _cross_references(self) -> RemediatorConfig:
         names: set[str] = set()
+        for name in self.constants:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name in BUILTIN_PARAMS:
+                raise ValueError(f"constants.{name}: not an identifier, or reserved")
         for i, proc in enumerate(self.procedures):
             if proc.name in names:
                 raise ValueError(f"procedures[{i}].name: duplicate procedure name {proc.name!r}")
             names.add(proc.name)
-            known = set(proc.params) | set(BUILTIN_PARAMS)
+            for pname in proc.params:
+                if pname in self.constants:
+                    raise ValueError(f"procedures[{i}].params.{pname}: clashes with a constant")
+            known = set(proc.params) | set(BUILTIN_PARAMS) | set(self.constants)
             for part, steps in (("steps", proc.steps), ("rollback", proc.rollback)):
                 for j, step in enumerate(steps):
                     where = f"procedures[{i}].{part}[{j}]"
                     cred = getattr(step, "credentials", None)
-                    if cred is not None and cred not in self.credentials:
+                    if cred is not None and cred not in self.credentials and not self.procedures_only:
                         raise ValueError(f"{where}.credentials: unknown credentials {cred!r}")
-                    if isinstance(step, SqlStep) and step.database not in self.databases:
+                    if (isinstance(step, SqlStep) and step.database not in self.databases
+                            and not self.procedures_only):
                         raise ValueError(f"{where}.database: unknown database {step.database!r}")
                     for name in _step_templates(step):
                         if name not in known:
@@ -377,14 +388,25 @@ def parse_config(data: Any, file: str | Path | None = None) -> RemediatorConfig:
     data = dict(data)
     base = Path(file).resolve().parent if file is not None else Path.cwd()
     data.setdefault("base_dir", str(base))
+    data.pop("procedures_only", None)
+    if set(data) <= {"procedures", "constants", "base_dir"} and isinstance(data.get("procedures"), list):
+        data["procedures_only"] = True
     procs = data.get("procedures")
     if isinstance(procs, str):
+        from vigil.paths import DEPLOY_DIR
+
+        procs = procs.replace("${VIGIL_DEPLOY_DIR}", str(DEPLOY_DIR))
         proc_path = Path(procs) if Path(procs).is_absolute() else base / procs
         proc_data = load_yaml(proc_path)
         if not isinstance(proc_data, dict) or not isinstance(proc_data.get("procedures"), list):
             raise ConfigError(proc_path, "procedures", "expected a list of procedures")
+        extra = set(proc_data) - {"procedures", "constants"}
+        if extra:
+            raise ConfigError(proc_path, sorted(extra)[0],
+                              "a procedures file holds only 'procedures' and 'constants'")
+        constants = {**(proc_data.get("constants") or {}), **(data.get("constants") or {})}
         try:
-            return _parse(data | {"procedures": proc_data["procedures"]}, file)
+            return _parse(data | {"procedures": proc_data["procedures"], "constants": constants}, file)
         except ConfigError as exc:
             if exc.path.startswith("procedures"):
                 raise ConfigError(proc_path, exc.path, exc.message) from None

@@ -279,7 +279,8 @@ class Engine:
         await self.db(self.store.update_attempt, attempt_id, state="running", started_at=started,
                       heartbeat_at=started)
         self.metrics.in_progress.inc()
-        ctx = ActionContext(self.config, self.session, self.breakers, dict(inc["params"]),
+        ctx = ActionContext(self.config, self.session, self.breakers,
+                            {**self.config.constants, **inc["params"]},
                             dict(alert["labels"]), stop)
         beat = asyncio.create_task(self._heartbeat(attempt_id, incident_id, stop))
         final: dict[str, Any] = {}

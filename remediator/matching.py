@@ -53,5 +53,5 @@ def match_alert(config: RemediatorConfig, alert: dict[str, Any]) -> Match:
                 params = extract_params(proc, labels, annotations, str(alert.get("fingerprint", "")))
             except ParamRefused as exc:
                 return Match(proc, {}, str(exc))
-            return Match(proc, params, "", proc.cooldown_key(params))
+            return Match(proc, params, "", proc.cooldown_key({**config.constants, **params}))
     return Match(None)
