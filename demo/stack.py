@@ -36,6 +36,7 @@ from vigil.procs import (
     start_prometheus,
 )
 from vigil.service import ArgumentParser
+from vigil.timescale import scale_rule_file
 
 __all__ = ["Stack", "ServiceSpec", "SERVICES", "main"]
 
@@ -88,6 +89,7 @@ class Stack:
     """The running demo stack."""
 
     workdir: Path
+    time_scale: float = 60.0
     ports: dict[str, int] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
     target: DemoTarget | None = None
@@ -170,7 +172,9 @@ class Stack:
         am.wait_ready(30)
 
         log("starting prometheus")
-        rule_files = sorted(RULES_DIR.glob("*.rules.yml"))
+        # Rules are written for production windows; compress them to the demo's 1 s clock.
+        rule_files = [scale_rule_file(f, self.workdir / "rules" / f.name, self.time_scale)
+                      for f in sorted(RULES_DIR.glob("*.rules.yml"))]
         prom, _ = start_prometheus(
             self.workdir / "prometheus",
             prometheus_config(scrape, rule_files=rule_files,
@@ -215,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None,
                         help="where to write configs, data and logs (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the workdir on exit")
+    parser.add_argument("--time-scale", type=float, default=60.0, metavar="F",
+                        help="divide every rule duration (for, ranges, predict_linear look-ahead) "
+                             "by F, so a minute of production time passes in a second "
+                             "(default: 60; 1 runs the rules as written)")
     args = parser.parse_args(argv)
     for binary in ("prometheus", "prometheus-alertmanager"):
         try:
@@ -224,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vigil-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(workdir)
+    if args.time_scale <= 0:
+        parser.error(f"--time-scale must be positive, got {args.time_scale:g}")
+    stack = Stack(workdir, time_scale=args.time_scale)
     print(f"vigil demo: working directory {workdir}")
     try:
         stack.start(log=lambda m: print(f"  {m}", flush=True))

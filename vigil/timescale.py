@@ -1,0 +1,140 @@
+"""Compress the time of Prometheus rule files, so that a demo or scenario sees in seconds
+what production sees in minutes.
+
+With factor F, every `for`, range selector, subquery range and step, `offset`, and the
+look-ahead of `predict_linear` is divided by F (ranges are kept at least `min_range` so
+that rate() still sees several samples at a 1 s scrape interval). Thresholds that are
+real-world quantities (`time()` arithmetic, seconds-until values from the forecaster) are
+left alone: they are not durations of the rule's own clock.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["parse_duration", "format_duration", "scale_expr", "scale_rule_groups", "scale_rule_file"]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_DURATION = re.compile(r"^(?:\d+(?:ms|[smhdwy]))+$")
+_PART = re.compile(r"(\d+)(ms|[smhdwy])")
+_STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
+_RANGE = re.compile(r"\[\s*([0-9a-z]+)\s*(?::\s*([0-9a-z]*)\s*)?\]")
+_OFFSET = re.compile(r"\boffset\s+(-?)([0-9]+(?:ms|[smhdwy])(?:[0-9]+(?:ms|[smhdwy]))*)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Prometheus duration such as `1h30m` or `500ms`."""
+    if not _DURATION.match(text):
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(int(n) * _UNITS[u] for n, u in _PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """A Prometheus duration for seconds, in whole milliseconds at worst."""
+    ms = max(1, round(seconds * 1000))
+    if ms % 1000:
+        return f"{ms}ms"
+    return f"{ms // 1000}s"
+
+
+def _split_strings(expr: str) -> list[tuple[bool, str]]:
+    """Split into (is_string_literal, text) pieces so we never rewrite inside a label value."""
+    out: list[tuple[bool, str]] = []
+    pos = 0
+    for match in _STRING.finditer(expr):
+        out.append((False, expr[pos:match.start()]))
+        out.append((True, match.group()))
+        pos = match.end()
+    out.append((False, expr[pos:]))
+    return out
+
+
+def _scale_code(code: str, factor: float, min_range: float) -> str:
+    def rng(match: re.Match[str]) -> str:
+        window = format_duration(max(min_range, parse_duration(match.group(1)) / factor))
+        if match.group(2) is None:
+            return f"[{window}]"
+        step = match.group(2)
+        return f"[{window}:{format_duration(parse_duration(step) / factor) if step else ''}]"
+
+    def off(match: re.Match[str]) -> str:
+        return f"offset {match.group(1)}{format_duration(parse_duration(match.group(2)) / factor)}"
+
+    return _OFFSET.sub(off, _RANGE.sub(rng, code))
+
+
+def _scale_predict_linear(expr: str, factor: float) -> str:
+    """Divide predict_linear's look-ahead argument by factor: `(arg) / factor`."""
+    out, pos = [], 0
+    key = "predict_linear("
+    while True:
+        start = expr.find(key, pos)
+        if start < 0:
+            out.append(expr[pos:])
+            return "".join(out)
+        depth, i, comma = 1, start + len(key), -1
+        in_str: str | None = None
+        while i < len(expr) and depth:
+            ch = expr[i]
+            if in_str:
+                if ch == "\\":
+                    i += 1
+                elif ch == in_str:
+                    in_str = None
+            elif ch in "\"'`":
+                in_str = ch
+            elif ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth -= 1
+            elif ch == "," and depth == 1:
+                comma = i
+            i += 1
+        end = i - 1  # the closing parenthesis
+        if comma < 0:
+            out.append(expr[pos:end + 1])
+        else:
+            inner_first = _scale_predict_linear(expr[start + len(key):comma], factor)
+            arg = expr[comma + 1:end].strip()
+            out.append(expr[pos:start] + key + inner_first + f", ({arg}) / {factor:g})")
+        pos = end + 1
+
+
+def scale_expr(expr: str, factor: float, min_range: float = 4.0) -> str:
+    """Scale the durations of one PromQL expression by 1/factor."""
+    if factor == 1:
+        return expr
+    scaled = "".join(text if is_str else _scale_code(text, factor, min_range)
+                     for is_str, text in _split_strings(expr))
+    return _scale_predict_linear(scaled, factor)
+
+
+def scale_rule_groups(doc: dict[str, Any], factor: float, min_range: float = 4.0) -> dict[str, Any]:
+    """Return a rule-file document with every expr and `for` scaled by 1/factor."""
+    groups = []
+    for group in doc.get("groups", []):
+        group = dict(group)
+        if "interval" in group:
+            group["interval"] = format_duration(max(1.0, parse_duration(group["interval"]) / factor))
+        rules = []
+        for rule in group.get("rules", []):
+            rule = dict(rule)
+            rule["expr"] = scale_expr(str(rule["expr"]), factor, min_range)
+            if "for" in rule:
+                rule["for"] = format_duration(max(1.0, parse_duration(str(rule["for"])) / factor))
+            rules.append(rule)
+        group["rules"] = rules
+        groups.append(group)
+    return {**doc, "groups": groups}
+
+
+def scale_rule_file(src: Path, dst: Path, factor: float, min_range: float = 4.0) -> Path:
+    """Write a time-compressed copy of a rule file."""
+    doc = yaml.safe_load(src.read_text()) or {}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(yaml.safe_dump(scale_rule_groups(doc, factor, min_range), sort_keys=False))
+    return dst
