@@ -202,26 +202,24 @@ class CorsCheck:
         fix_methods = ("add the method to Access-Control-Allow-Methods (upper case, exactly as "
                        "the browser sends it)")
         for origin in cfg.origins:
-            refused_origin = ""
-            bad_status: list[str] = []
-            vary_missing = False
-            wildcard_creds = False
+            verdicts: dict[str, tuple[ProbeResponse, PreflightVerdict]] = {}
             for method in cfg.methods:
                 resp = answers[("pf", (origin, method))]
                 if isinstance(resp, BaseException):
                     continue
                 verdict = judge_preflight(resp, origin, method, cfg.request_headers, creds)
+                verdicts[method] = (resp, verdict)
                 result.add_sample("vigil_cors_preflight_allowed",
                                   {"target": self.target, "origin": origin, "method": method},
                                   1.0 if verdict.allowed else 0.0)
-                vary_missing |= verdict.vary_missing
-                wildcard_creds |= verdict.wildcard_with_credentials
-                if not verdict.status_ok:
-                    bad_status.append(f"{method}:{resp.status}")
-                if not verdict.origin_ok:
-                    refused_origin = refused_origin or verdict.reason
-                    continue
-                if method not in required:
+            vary_missing = any(v.vary_missing for _, v in verdicts.values())
+            wildcard_creds = any(v.wildcard_with_credentials for _, v in verdicts.values())
+            # An origin refused on every method is one finding, not one per method.
+            refused_origin = next((v.reason for _, v in verdicts.values()), "") if verdicts and \
+                not any(v.origin_ok for _, v in verdicts.values()) else ""
+            bad_status: list[str] = []
+            for method, (resp, verdict) in verdicts.items():
+                if verdict.allowed or refused_origin or method not in required:
                     continue
                 subject = f"{origin} {method}"
                 if verdict.case_mismatch:
@@ -232,13 +230,20 @@ class CorsCheck:
                 elif not verdict.method_ok:
                     result.findings.append(Finding(
                         "method_refused", Severity.CRITICAL, subject,
-                        f"the application needs {method} but the preflight does not allow it",
-                        fix_methods))
-                for header in verdict.refused_headers:
+                        f"the application needs {method} but the preflight refuses it "
+                        f"({verdict.reason})", fix_methods))
+                elif verdict.refused_headers:
+                    for header in verdict.refused_headers:
+                        result.findings.append(Finding(
+                            "header_refused", Severity.CRITICAL, f"{origin} {method} {header}",
+                            f"the application sends {header} but the preflight does not allow it",
+                            "add the header to Access-Control-Allow-Headers"))
+                elif not verdict.status_ok:
+                    bad_status.append(f"{method}:{resp.status}")
+                else:
                     result.findings.append(Finding(
-                        "header_refused", Severity.CRITICAL, f"{origin} {method} {header}",
-                        f"the application sends {header} but the preflight does not allow it",
-                        "add the header to Access-Control-Allow-Headers"))
+                        "method_refused", Severity.CRITICAL, subject,
+                        f"the preflight for {method} is refused: {verdict.reason}", fix_methods))
             if bad_status:
                 result.findings.append(Finding(
                     "preflight_not_2xx", Severity.CRITICAL, origin,

@@ -69,3 +69,12 @@ def patch_target(target: DemoTarget, patch: dict[str, Any]) -> None:
 def restore_target(target: DemoTarget) -> None:
     target.admin("POST", "/admin/config/restore")
     target.clear()
+
+
+async def arun_checks(config: ExporterConfig, timeout: float = 10.0) -> dict[str, CheckResult]:
+    """run_checks for async tests."""
+    runner = CheckRunner(build_checks(config))
+    try:
+        return {r.check: r for r in await runner.refresh(timeout)}
+    finally:
+        await runner.close()
