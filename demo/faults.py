@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,24 +79,32 @@ class Faults:
 
 @dataclass
 class MemoryLeak:
-    """Really holds memory, so process_resident_memory_bytes moves as a leak would."""
+    """Really holds memory, so process_resident_memory_bytes moves as a leak would.
 
-    blocks: list[bytearray] = field(default_factory=list)
+    Blocks are anonymous mmaps rather than bytearrays: glibc may keep freed heap memory,
+    and a restart must visibly give the memory back, as a real one does.
+    """
+
+    blocks: list[mmap.mmap] = field(default_factory=list)
     carry: float = 0.0
 
     @property
     def size(self) -> int:
-        return sum(len(b) for b in self.blocks)
+        return len(self.blocks) * CHUNK
 
     def grow(self, nbytes: float, cap: int) -> None:
         self.carry += nbytes
+        page = b"\x01" * 1
         while self.carry >= CHUNK and self.size + CHUNK <= cap:
-            block = bytearray(CHUNK)
-            block[::4096] = b"\x01" * len(block[::4096])  # touch every page so it is resident
+            block = mmap.mmap(-1, CHUNK)
+            for offset in range(0, CHUNK, mmap.PAGESIZE):  # touch every page so it is resident
+                block[offset:offset + 1] = page
             self.blocks.append(block)
             self.carry -= CHUNK
 
     def free(self) -> None:
+        for block in self.blocks:
+            block.close()
         self.blocks.clear()
         self.carry = 0.0
 

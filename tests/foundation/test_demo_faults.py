@@ -36,6 +36,8 @@ def test_memory_growth_fault_and_restart(demo_target: DemoTarget) -> None:
     assert demo_target.metric("demo_fault_active", {"fault": "memory_growth"}) == 1
     demo_target.admin("POST", "/admin/restart")
     assert demo_target.metric("demo_memory_leak_bytes") == 0
+    rss_after = demo_target.metric("process_resident_memory_bytes")
+    assert rss_after is not None and rss_after < rss - 30 * 2**20  # the memory really went back
     assert demo_target.metric("demo_restarts_total") == 1
     assert demo_target.metric("demo_fault_active", {"fault": "memory_growth"}) == 0
 
