@@ -208,7 +208,7 @@ async def approve(request: web.Request) -> web.Response:
     inc = await _db(store.incident, incident_id)
     if inc is None:
         return error(404, "no such incident")
-    who = f"admin:{request['principal']}"
+    who = f"admin:{request[PRINCIPAL]}"
     from vigil.remediator.store import utcnow
 
     if not await _db(store.transition, incident_id, ("awaiting_approval",), "open",
@@ -235,7 +235,7 @@ def _pause_handler(paused: bool) -> Callable[[web.Request], Awaitable[web.Respon
     async def handler(request: web.Request) -> web.Response:
         runtime = request.app[RUNTIME]
         assert runtime.engine is not None
-        await _db(request.app[STORE].set_paused, paused, f"admin:{request['principal']}")
+        await _db(request.app[STORE].set_paused, paused, f"admin:{request[PRINCIPAL]}")
         runtime.engine.paused = paused
         if not paused:
             runtime.spawn(runtime.engine.sweep())

@@ -188,7 +188,8 @@ class Engine:
                    attempt_id: int, dry: bool, stop: asyncio.Event) -> None:
         incident_id = inc["id"]
         try:
-            async with self.global_slots, self.proc_slots[proc.name]:
+            # the procedure's slot first: a run waiting for it must not hold a global slot
+            async with self.proc_slots[proc.name], self.global_slots:
                 if stop.is_set() or self.paused:
                     reason = "alert resolved" if stop.is_set() else "remediation is paused"
                     await self._cancel_queued(incident_id, attempt_id, reason)

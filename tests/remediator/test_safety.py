@@ -1,0 +1,204 @@
+"""Safety rules: dry run, cooldown, attempt budget, concurrency, kill switch, approval; and
+resolved alerts cancelling queued and running work."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.remediator.conftest import (
+    ADMIN_AUTH, WEBHOOK_AUTH, alert, count_rows, engine_of, incident_state, incidents, notification, post,
+    procedure, store_of, timeline, wait_until,
+)
+from tests.remediator.test_actions import INSTANCE_PARAM, demo_config
+
+GATE_SCRIPT = ("import os, sys, time\n"
+               "open(sys.argv[2], 'a').write(sys.argv[3] + '\\n')\n"
+               "while not os.path.exists(sys.argv[1]): time.sleep(0.05)\n")
+SVC = {"svc": {"label": "service", "pattern": "[a-z0-9]+"}}
+
+
+def gated(name: str, tmp_path: Path, **kw: Any) -> dict[str, Any]:
+    """A procedure whose step blocks until tmp_path/gate exists, logging which target started."""
+    return procedure(name, params=SVC, target="${svc}", steps=[
+        {"action": "command", "timeout": "60s",
+         "argv": [sys.executable, "-c", GATE_SCRIPT, str(tmp_path / "gate"), str(tmp_path / "started"),
+                  "${svc}"]}], **kw)
+
+
+async def attempt_states(client: Any) -> list[str]:
+    out = []
+    for inc in await incidents(client):
+        out += [a["state"] for a in (await timeline(client, inc["id"]))["attempts"]]
+    return sorted(out)
+
+
+async def test_dry_run_per_procedure_executes_nothing(make_config: Any, start_remediator: Any,
+                                                      demo_target: Any) -> None:
+    proc = procedure("restart", params=INSTANCE_PARAM, dry_run=True, steps=[
+        {"action": "http", "url": "http://${instance}/admin/restart", "credentials": "demo-admin"}])
+    client = await start_remediator(demo_config(make_config, demo_target, [proc]))
+    await post(client, notification(alert("restartAlert", "a1",
+                                          labels={"instance": demo_target.host_port})))
+    inc = (await incidents(client))[0]
+    await wait_until(lambda: attempt_states(client), what="an attempt")
+    await wait_until(lambda: _is(attempt_states(client), ["dry_run"]), what="dry run attempt")
+    tl = await timeline(client, inc["id"])
+    step = tl["attempts"][0]["steps"][0]
+    assert step["status"] == "dry_run"
+    assert f"http://{demo_target.host_port}/admin/restart" in step["output"]
+    assert tl["incident"]["state"] == "open" and tl["incident"]["dry_run"] is True
+    assert demo_target.metric("demo_restarts_total") == 0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_remediation_attempts_total{procedure="restart",result="dry_run"} 1.0' in metrics
+
+
+async def _is(coro: Any, expected: Any) -> bool:
+    return bool(await coro == expected)
+
+
+async def test_global_dry_run(make_config: Any, start_remediator: Any, tmp_path: Path) -> None:
+    client = await start_remediator(make_config([gated("g", tmp_path)], dry_run=True))
+    await post(client, notification(alert("gAlert", "a2", labels={"service": "x"})))
+    await wait_until(lambda: _is(attempt_states(client), ["dry_run"]), what="dry run attempt")
+    assert not (tmp_path / "started").exists()
+
+
+async def test_cooldown_per_target_is_separate_from_dedup(make_config: Any, start_remediator: Any,
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "gate").write_text("")
+    client = await start_remediator(make_config([gated("g", tmp_path, cooldown="1h")]))
+    await post(client, notification(alert("gAlert", "b1", labels={"service": "web"})))
+    await wait_until(lambda: _is(attempt_states(client), ["succeeded"]), what="first run")
+    # a different alert (new fingerprint) for the same target: not a duplicate, but cooling down
+    resp = await post(client, notification(alert("gAlert", "b2", labels={"service": "web", "x": "1"})))
+    assert (await resp.json())["alerts"][0]["outcome"] == "new"
+    await wait_until(lambda: _is(attempt_states(client), ["skipped", "succeeded"]), what="skip")
+    second = [i for i in await incidents(client) if i["fingerprint"] == "b2"][0]
+    assert second["state"] == "open" and "cooldown" in second["reason"]
+    # another target is not cooling down
+    await post(client, notification(alert("gAlert", "b3", labels={"service": "api"})))
+    await wait_until(lambda: _is(attempt_states(client), ["skipped", "succeeded", "succeeded"]),
+                     what="other target runs")
+    assert (tmp_path / "started").read_text().split() == ["web", "api"]
+    # the sweeper looks again but records the skip once
+    await asyncio.sleep(1.2)
+    assert await attempt_states(client) == ["skipped", "succeeded", "succeeded"]
+
+
+async def test_attempt_budget_then_escalate(make_config: Any, start_remediator: Any,
+                                            webhook_receiver: Any) -> None:
+    proc = procedure("flaky", params=SVC, target="${svc}", max_attempts=2, attempts_window="1h",
+                     steps=[{"action": "command", "argv": [sys.executable, "-c", "raise SystemExit(3)"]}])
+    client = await start_remediator(make_config([proc], escalation={"url": webhook_receiver.url}))
+    for i in range(3):
+        await post(client, notification(alert("flakyAlert", f"c{i}", labels={"service": "db", "n": str(i)})))
+        await wait_until(lambda i=i: _state_of(client, f"c{i}", "escalated"), what=f"c{i} escalated")
+    rows = {r["fingerprint"]: r for r in await incidents(client)}
+    assert "exited with 3" in rows["c0"]["reason"]
+    assert "attempt budget exhausted: 2 attempts" in rows["c2"]["reason"]
+    assert await attempt_states(client) == ["failed", "failed", "skipped"]
+    await wait_until(lambda: len(webhook_receiver.received) == 3, what="3 escalations")
+    assert {n["incident"] for n in webhook_receiver.received} == {r["id"] for r in rows.values()}
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_remediation_attempts_total{procedure="flaky",result="failed"} 2.0' in metrics
+    assert 'vigil_remediation_attempts_total{procedure="flaky",result="skipped"} 1.0' in metrics
+
+
+async def _state_of(client: Any, fingerprint: str, state: str) -> bool:
+    return any(r["fingerprint"] == fingerprint and r["state"] == state for r in await incidents(client))
+
+
+async def test_concurrency_per_procedure_and_global(make_config: Any, start_remediator: Any,
+                                                    tmp_path: Path) -> None:
+    procs = [gated("one", tmp_path, max_concurrent=1), gated("two", tmp_path, max_concurrent=5)]
+    client = await start_remediator(make_config(procs, max_concurrent=2))
+    for i in range(3):
+        await post(client, notification(alert("oneAlert", f"d{i}", labels={"service": f"a{i}"})))
+    await wait_until(lambda: _is(attempt_states(client), ["queued", "queued", "running"]),
+                     what="one running, two queued (per-procedure limit 1)")
+    for i in range(3):
+        await post(client, notification(alert("twoAlert", f"e{i}", labels={"service": f"b{i}"})))
+    # global limit 2: one slot left for procedure "two"
+    await wait_until(lambda: _is(attempt_states(client), ["queued"] * 4 + ["running"] * 2),
+                     what="global limit 2")
+    await asyncio.sleep(0.5)
+    assert (await attempt_states(client)).count("running") == 2
+    metrics = await (await client.get("/metrics")).text()
+    assert "vigil_remediations_in_progress 2.0" in metrics
+    (tmp_path / "gate").write_text("")
+    await wait_until(lambda: _is(attempt_states(client), ["succeeded"] * 6), what="all done")
+
+
+async def test_kill_switch_pauses_and_resume_runs(make_config: Any, start_remediator: Any,
+                                                  tmp_path: Path) -> None:
+    (tmp_path / "gate").write_text("")
+    client = await start_remediator(make_config([gated("g", tmp_path)]))
+    resp = await client.post("/api/v1/control/pause", headers=ADMIN_AUTH)
+    assert resp.status == 200 and (await resp.json())["paused"] is True
+    await post(client, notification(alert("gAlert", "f1", labels={"service": "web"})))
+    await wait_until(lambda: _is(attempt_states(client), ["skipped"]), what="skip while paused")
+    inc = (await incidents(client))[0]
+    assert inc["state"] == "open" and "kill switch" in inc["reason"]
+    assert not (tmp_path / "started").exists()
+    assert (await (await client.get("/api/v1/control", headers=ADMIN_AUTH)).json())["paused"] is True
+    resp = await client.post("/api/v1/control/resume", headers=ADMIN_AUTH)
+    assert resp.status == 200
+    await wait_until(lambda: _state_of(client, "f1", "resolved"), what="runs after resume")
+    assert (tmp_path / "started").read_text().split() == ["web"]
+    assert store_of(client).paused() is False
+    resp = await client.get(f"/api/v1/incidents/{inc['id']}", headers=ADMIN_AUTH)
+    events = [e["event"] for e in (await resp.json())["timeline"]]
+    assert events[0] == "incident.open" and "attempt.skipped" in events and "attempt.succeeded" in events
+    assert count_rows(store_of(client), "audit_log WHERE action IN ('control.pause', 'control.resume')") == 2
+
+
+async def test_requires_approval(make_config: Any, start_remediator: Any, tmp_path: Path) -> None:
+    (tmp_path / "gate").write_text("")
+    client = await start_remediator(make_config([gated("g", tmp_path, requires_approval=True)]))
+    await post(client, notification(alert("gAlert", "a7", labels={"service": "web"})))
+    await wait_until(lambda: _state_of(client, "a7", "awaiting_approval"), what="awaiting approval")
+    inc = (await incidents(client))[0]
+    url = f"/api/v1/incidents/{inc['id']}/approve"
+    for headers in ({}, WEBHOOK_AUTH, {"Authorization": "Bearer nope"}):
+        assert (await client.post(url, headers=headers)).status == 401
+    await asyncio.sleep(0.3)
+    assert await incident_state(client, inc["id"]) == "awaiting_approval"
+    assert not (tmp_path / "started").exists()
+    resp = await client.post(url, headers=ADMIN_AUTH)
+    assert resp.status == 202
+    await wait_until(lambda: _state_of(client, "a7", "resolved"), what="runs after approval")
+    row = (await incidents(client))[0]
+    assert row["approved_by"] == "admin:token" and row["approved_at"] is not None
+    assert (await client.post(url, headers=ADMIN_AUTH)).status == 409
+    assert (await client.post("/api/v1/incidents/999/approve", headers=ADMIN_AUTH)).status == 404
+
+
+async def test_resolved_alert_stops_running_and_cancels_queued(make_config: Any,
+                                                               start_remediator: Any,
+                                                               tmp_path: Path) -> None:
+    waiting = procedure("slow", params=SVC, target="${svc}", max_concurrent=1,
+                        steps=[{"action": "wait", "seconds": "60s"},
+                               {"action": "command", "argv": ["touch", str(tmp_path / "after")]}])
+    client = await start_remediator(make_config([waiting]))
+    await post(client, notification(alert("slowAlert", "aa", labels={"service": "a"}),
+                                    alert("slowAlert", "bb", labels={"service": "b"})))
+    await wait_until(lambda: _is(attempt_states(client), ["queued", "running"]), what="one runs")
+    running = [i for i in await incidents(client) if i["fingerprint"] == "aa"][0]
+    queued = [i for i in await incidents(client) if i["fingerprint"] == "bb"][0]
+    # resolve the queued one first: it leaves the queue without running
+    resp = await post(client, notification(alert("slowAlert", "bb", status="resolved",
+                                                 labels={"service": "b"})))
+    assert (await resp.json())["alerts"][0]["outcome"] == "resolved"
+    await wait_until(lambda: _is(attempt_states(client), ["cancelled", "running"]), what="cancel queued")
+    # resolve the running one: the wait step is told to stop
+    await post(client, notification(alert("slowAlert", "aa", status="resolved", labels={"service": "a"})))
+    await wait_until(lambda: _is(attempt_states(client), ["cancelled", "cancelled"]), what="stop running")
+    tl = await timeline(client, running["id"])
+    assert tl["incident"]["state"] == "resolved"
+    assert [s["status"] for s in tl["attempts"][0]["steps"]] == ["cancelled"]
+    assert (await timeline(client, queued["id"]))["attempts"][0]["started_at"] is None
+    assert not (tmp_path / "after").exists()
+    assert engine_of(client).tasks == {}
