@@ -36,7 +36,7 @@ from vigil.procs import (
     start_prometheus,
 )
 from vigil.service import ArgumentParser
-from vigil.timescale import scale_rule_file
+from vigil.timescale import scale_alertmanager_config, scale_rule_file
 
 __all__ = ["Stack", "ServiceSpec", "SERVICES", "main"]
 
@@ -108,9 +108,11 @@ class Stack:
         out["${VIGIL_DEPLOY_DIR}"] = str(DEPLOY_DIR)
         return out
 
-    def generated(self, name: str) -> Path:
+    def generated(self, name: str, transform: Any = None) -> Path:
         """Copy deploy/<name> into the workdir with addresses and paths rewritten."""
         data = yaml.safe_load((DEPLOY_DIR / name).read_text())
+        if transform is not None:
+            data = transform(data)
         out = self.workdir / "config" / name
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(yaml.safe_dump(_rewrite(data, self.replacements()), sort_keys=False))
@@ -163,7 +165,8 @@ class Stack:
         log("starting alertmanager")
         am_config: dict[str, Any] | Path
         if (DEPLOY_DIR / "alertmanager.yml").exists() and "vigil-remediator" in self.services:
-            am_config = self.generated("alertmanager.yml")
+            am_config = self.generated(
+                "alertmanager.yml", lambda d: scale_alertmanager_config(d, self.time_scale))
         else:
             am_config = alertmanager_config(None)
         am, _ = start_alertmanager(self.workdir / "alertmanager", am_config,

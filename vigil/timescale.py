@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["parse_duration", "format_duration", "scale_expr", "scale_rule_groups", "scale_rule_file"]
+__all__ = ["parse_duration", "format_duration", "scale_expr", "scale_rule_groups", "scale_rule_file",
+           "scale_alertmanager_config"]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = re.compile(r"^(?:\d+(?:ms|[smhdwy]))+$")
@@ -138,3 +139,32 @@ def scale_rule_file(src: Path, dst: Path, factor: float, min_range: float = 4.0)
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(yaml.safe_dump(scale_rule_groups(doc, factor, min_range), sort_keys=False))
     return dst
+
+
+_ROUTE_TIMERS = ("group_wait", "group_interval", "repeat_interval")
+
+
+def scale_alertmanager_config(doc: dict[str, Any], factor: float) -> dict[str, Any]:
+    """Return an Alertmanager config with route timers and resolve_timeout divided by factor
+    (group_interval and repeat_interval kept at least 1 s)."""
+
+    def route(node: dict[str, Any]) -> dict[str, Any]:
+        node = dict(node)
+        for key in _ROUTE_TIMERS:
+            if key in node:
+                floor = 0.0 if key == "group_wait" else 1.0
+                seconds = max(floor, parse_duration(str(node[key])) / factor)
+                node[key] = format_duration(seconds) if seconds >= 0.001 else "0s"
+        if "routes" in node:
+            node["routes"] = [route(child) for child in node["routes"]]
+        return node
+
+    out = dict(doc)
+    if "route" in out:
+        out["route"] = route(out["route"])
+    glob = dict(out.get("global") or {})
+    if "resolve_timeout" in glob:
+        glob["resolve_timeout"] = format_duration(
+            max(1.0, parse_duration(str(glob["resolve_timeout"])) / factor))
+        out["global"] = glob
+    return out

@@ -51,3 +51,30 @@ def test_every_shipped_rule_file_still_checks_after_compression(tmp_path: Path) 
     result = subprocess.run([promtool, "check", "rules", *map(str, out)], capture_output=True,
                             text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alertmanager_timers_scale_and_amtool_accepts(tmp_path: Path) -> None:
+    import yaml
+
+    from vigil.paths import DEPLOY_DIR
+    from vigil.timescale import scale_alertmanager_config
+
+    doc = {"global": {"resolve_timeout": "5m"},
+           "route": {"receiver": "r", "group_wait": "30s", "group_interval": "5m",
+                     "repeat_interval": "12h",
+                     "routes": [{"receiver": "r", "group_wait": "0s", "group_interval": "30s"}]},
+           "receivers": [{"name": "r"}]}
+    out = scale_alertmanager_config(doc, 60)
+    assert out["route"]["group_wait"] == "500ms"
+    assert out["route"]["group_interval"] == "5s"
+    assert out["route"]["repeat_interval"] == "720s"
+    assert out["route"]["routes"][0]["group_wait"] == "0s"
+    assert out["route"]["routes"][0]["group_interval"] == "1s"  # kept at 1 s
+    assert out["global"]["resolve_timeout"] == "5s"
+    amtool = require_binary("amtool")
+    shipped = yaml.safe_load((DEPLOY_DIR / "alertmanager.yml").read_text())
+    path = tmp_path / "am.yml"
+    path.write_text(yaml.safe_dump(scale_alertmanager_config(shipped, 60)))
+    result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
