@@ -1,0 +1,240 @@
+"""The forecasting loop: read each forecast's series, refit when due, evaluate anomalies.
+
+The engine is synchronous and owns no event loop; the service runs `run_cycle` in a thread
+and the collector reads `snapshot()`. State survives an unreachable Prometheus: the last
+forecasts keep being served and their age grows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vigil.forecaster.config import ForecastConfig, ForecasterConfig
+from vigil.forecaster.model import (
+    FitRequest,
+    FitResult,
+    anomaly_flag,
+    band_at,
+    fit_series,
+    shard_of,
+    threshold_eta,
+)
+from vigil.forecaster.promapi import (
+    PrometheusClient,
+    PrometheusError,
+    PrometheusUnavailable,
+    Series,
+    clean_series,
+    looks_like_counter,
+)
+
+__all__ = ["Engine", "ForecastState", "SeriesState", "series_labels"]
+
+log = logging.getLogger("vigil.forecaster.engine")
+
+RESERVED = ("forecast", "bound")
+
+
+def series_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Labels to publish for a series: no __name__, clashes renamed to exported_<name>."""
+    out: dict[str, str] = {}
+    for key, value in labels.items():
+        if key == "__name__":
+            continue
+        out[f"exported_{key}" if key in RESERVED else key] = value
+    return out
+
+
+@dataclass
+class SeriesState:
+    """What the engine knows about one series of one forecast."""
+
+    labels: dict[str, str]
+    status: str = "pending"  # ok | insufficient_history | error | pending
+    detail: str = ""
+    result: FitResult | None = None
+    outside: deque[bool] = field(default_factory=lambda: deque(maxlen=64))
+    evaluated_until: float = 0.0
+    anomaly: bool = False
+    last_value: float = math.nan
+    last_value_ts: float = 0.0
+    history_seconds: float = 0.0
+
+
+@dataclass
+class ForecastState:
+    """Per-forecast bookkeeping published as metrics and JSON."""
+
+    config: ForecastConfig
+    series: dict[tuple[tuple[str, str], ...], SeriesState] = field(default_factory=dict)
+    last_fit: float = 0.0
+    last_fit_attempt: float = 0.0
+    fit_duration: float = 0.0
+    last_read: float = 0.0
+    errors_total: int = 0
+    last_error: str = ""
+
+
+class Engine:
+    """Runs forecast cycles against Prometheus, fitting series in the given executor."""
+
+    def __init__(self, config: ForecasterConfig, *, client: PrometheusClient | None = None,
+                 executor: Executor | None = None, shard: tuple[int, int] = (0, 1),
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.client = client or PrometheusClient(config.prometheus)
+        self.executor = executor
+        self.shard = shard
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.forecasts = {f.name: ForecastState(f) for f in config.forecasts}
+        self.cycles = 0
+
+    # --- the loop --------------------------------------------------------------------------
+    def run_cycle(self, now: float | None = None) -> None:
+        """Read, refit when due, and evaluate every forecast once."""
+        now = self.clock() if now is None else now
+        for state in self.forecasts.values():
+            self._run_forecast(state, now)
+        self.cycles += 1
+
+    def _fit_all(self, requests: list[FitRequest]) -> Iterable[FitResult]:
+        if self.executor is None or len(requests) <= 1:
+            return [fit_series(r) for r in requests]
+        return list(self.executor.map(fit_series, requests))
+
+    def _run_forecast(self, state: ForecastState, now: float) -> None:
+        cfg = state.config
+        try:
+            raw = self.client.query_range(cfg.query, now - cfg.history, now, cfg.step)
+        except (PrometheusUnavailable, PrometheusError) as exc:
+            with self.lock:
+                state.errors_total += 1
+                state.last_error = str(exc)
+            log.warning("forecast %s: read failed: %s", cfg.name, exc)
+            return
+        index, shards = self.shard
+        current: dict[tuple[tuple[str, str], ...], tuple[Series, np.ndarray, np.ndarray]] = {}
+        for series in raw:
+            if shards > 1 and shard_of(cfg.name, series.labels, shards) != index:
+                continue
+            counter = cfg.counter == "auto" and looks_like_counter(
+                series.labels.get("__name__", ""), series.values[np.isfinite(series.values)])
+            ts, vs = clean_series(series.timestamps, series.values, counter=counter)
+            current[series.key] = (series, ts, vs)
+        due = now - state.last_fit_attempt >= cfg.retrain_interval
+        fit_requests: list[FitRequest] = []
+        with self.lock:
+            state.last_read = now
+            for key in list(state.series):  # series that vanished stop being published
+                if key not in current:
+                    del state.series[key]
+            for key, (series, ts, vs) in current.items():
+                st = state.series.setdefault(key, SeriesState(series_labels(series.labels)))
+                st.history_seconds = float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0
+                if len(ts):
+                    st.last_value, st.last_value_ts = float(vs[-1]), float(ts[-1])
+                if len(ts) < 3 or st.history_seconds < cfg.min_history:
+                    st.status = "insufficient_history"
+                    st.detail = (f"{st.history_seconds:.0f}s of history, "
+                                 f"need {cfg.min_history:.0f}s")
+                    continue
+                if due or st.result is None:
+                    params = st.result.params if st.result is not None else None
+                    fit_requests.append(FitRequest(
+                        cfg.name, dict(series.labels), ts, vs, cfg.step, cfg.horizon,
+                        cfg.interval_width, cfg.seasonality.daily, cfg.seasonality.weekly,
+                        cfg.seasonality.yearly, cfg.max_fit_points, params))
+        if fit_requests:
+            started = time.perf_counter()
+            results = list(self._fit_all(fit_requests))
+            duration = time.perf_counter() - started
+            with self.lock:
+                state.last_fit_attempt = now
+                state.fit_duration = duration
+                ok = 0
+                for res in results:
+                    st = state.series.get(tuple(sorted(res.labels.items())))
+                    if st is None:
+                        continue
+                    if res.error:
+                        state.errors_total += 1
+                        state.last_error = f"fit failed: {res.error}"
+                        st.status, st.detail = "error", res.error
+                        continue
+                    ok += 1
+                    st.result, st.status, st.detail = res, "ok", ""
+                    st.evaluated_until = max(st.evaluated_until, res.fitted_at)
+                if ok:
+                    state.last_fit = now
+        with self.lock:
+            for key, (_, ts, vs) in current.items():
+                self._evaluate(state.series[key], ts, vs, cfg)
+
+    @staticmethod
+    def _evaluate(st: SeriesState, ts: np.ndarray, vs: np.ndarray, cfg: ForecastConfig) -> None:
+        """Compare new actual points (after the fit) against the band; apply persistence."""
+        if st.result is None:
+            return
+        new = ts > st.evaluated_until
+        if not new.any():
+            return
+        _, lo, hi = band_at(st.result, ts[new])
+        y = vs[new]
+        for value, low, high in zip(y, lo, hi, strict=True):
+            if math.isnan(low):
+                continue  # beyond the horizon: the next retrain takes over
+            st.outside.append(bool(value < low or value > high))
+        st.evaluated_until = float(ts[new][-1])
+        st.anomaly = anomaly_flag(np.array(st.outside, dtype=bool),
+                                  cfg.anomaly_points, cfg.anomaly_window)
+
+    # --- what gets published ---------------------------------------------------------------
+    def snapshot(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Every forecast with its series, as plain data (used by /metrics and the JSON API)."""
+        now = self.clock() if now is None else now
+        out = []
+        with self.lock:
+            for state in self.forecasts.values():
+                cfg = state.config
+                series_out = []
+                for st in state.series.values():
+                    item: dict[str, Any] = {"labels": dict(st.labels), "status": st.status,
+                                            "detail": st.detail,
+                                            "history_seconds": st.history_seconds,
+                                            "last_value": st.last_value,
+                                            "last_value_timestamp": st.last_value_ts}
+                    res = st.result
+                    if res is not None:
+                        yhat, lo, hi = (float(a[0]) for a in band_at(res, now))
+                        eta = (threshold_eta(res, now, cfg.threshold.value,
+                                             cfg.threshold.direction)
+                               if cfg.threshold is not None else math.inf)
+                        item.update({
+                            "yhat": yhat, "yhat_lower": lo, "yhat_upper": hi,
+                            "threshold_eta_seconds": eta, "anomaly": st.anomaly,
+                            "fitted_at": res.fitted_at, "warm_started": res.warm_started,
+                            "grid": res.grid, "band": (res.yhat, res.lower, res.upper),
+                        })
+                    series_out.append(item)
+                out.append({
+                    "name": cfg.name, "query": cfg.query,
+                    "threshold": (cfg.threshold.model_dump() if cfg.threshold else None),
+                    "horizon_seconds": cfg.horizon, "step_seconds": cfg.step,
+                    "last_fit_timestamp": state.last_fit, "fit_duration_seconds": state.fit_duration,
+                    "last_read_timestamp": state.last_read,
+                    "age_seconds": (now - state.last_fit) if state.last_fit else None,
+                    "errors_total": state.errors_total, "last_error": state.last_error,
+                    "series": series_out,
+                })
+        return out
