@@ -173,7 +173,6 @@ class SecurityConfig(_CheckBase):
     hsts_min_age_seconds: int = Field(15552000, ge=0)  # 180 days
     tls_warning_days: float = Field(21, ge=0)
     tls_critical_days: float = Field(7, ge=0)
-    tls_ca_file: str | None = None  # extra CA to trust (self-signed or private CA)
     cookies_readable_by_js: list[str] = []  # cookie names allowed without HttpOnly
     request_timeout: float = Field(5.0, gt=0)
 
@@ -275,6 +274,7 @@ class TargetConfig(StrictModel):
     # Sent on every non-CORS request (endpoints, journeys, security); values never in config.
     headers_from_env: dict[str, str] = {}
     headers_from_file: dict[str, str] = {}
+    tls_ca_file: str | None = None  # a CA to trust for https targets (private CA, self-signed)
     cors: CorsConfig | None = None
     env: EnvConfig | None = None
     security: SecurityConfig | None = None
@@ -326,10 +326,8 @@ def parse_config(data: Any, file: str | Path | None = None) -> ExporterConfig:
                     value = getattr(target.env, attr)
                     if value and not Path(value).is_absolute():
                         setattr(target.env, attr, str(base / value))
-            if target.security is not None and target.security.tls_ca_file:
-                ca = Path(target.security.tls_ca_file)
-                if not ca.is_absolute():
-                    target.security.tls_ca_file = str(base / ca)
+            if target.tls_ca_file and not Path(target.tls_ca_file).is_absolute():
+                target.tls_ca_file = str(base / target.tls_ca_file)
     return config
 
 

@@ -142,6 +142,7 @@ class CorsCheck:
     def __init__(self, target: TargetConfig, cfg: CorsConfig) -> None:
         self.target = target.name
         self.base_url = target.base_url
+        self.ca_file = target.tls_ca_file
         self.cfg = cfg
         self.min_interval = cfg.min_interval
         self.last_probe: Probe | None = None  # for tests and the benchmark
@@ -153,7 +154,7 @@ class CorsCheck:
         tag = "vigil-probe-" + secrets.token_hex(4)
         foreign = f"https://{tag}.invalid"
         deadline = time.monotonic() + timeout
-        async with Probe(self.base_url, concurrency=cfg.concurrency, deadline=deadline,
+        async with Probe(self.base_url, ca_file=self.ca_file, concurrency=cfg.concurrency, deadline=deadline,
                          request_timeout=cfg.request_timeout) as probe:
             self.last_probe = probe
             matrix = {(o, m): self._preflight(probe, o, m) for o in cfg.origins for m in cfg.methods}

@@ -42,6 +42,7 @@ class EndpointsCheck:
     def __init__(self, target: TargetConfig, cfg: EndpointsConfig) -> None:
         self.target = target.name
         self.base_url = target.base_url
+        self.ca_file = target.tls_ca_file
         self.auth = (target.headers_from_env, target.headers_from_file)
         self.cfg = cfg
         self.min_interval = cfg.min_interval
@@ -50,7 +51,7 @@ class EndpointsCheck:
         result = CheckResult(self.target, self.name, success=True)
         deadline = time.monotonic() + timeout
         auth = env_headers(*self.auth)
-        async with Probe(self.base_url, concurrency=self.cfg.concurrency, deadline=deadline,
+        async with Probe(self.base_url, ca_file=self.ca_file, concurrency=self.cfg.concurrency, deadline=deadline,
                          request_timeout=30.0) as probe:
             answers = await asyncio.gather(*(
                 probe.request(ep.method, ep.path, headers={**ep.headers, **auth},

@@ -56,6 +56,7 @@ class JourneysCheck:
     def __init__(self, target: TargetConfig, cfg: JourneysConfig) -> None:
         self.target = target.name
         self.base_url = target.base_url
+        self.ca_file = target.tls_ca_file
         self.auth = (target.headers_from_env, target.headers_from_file)
         self.cfg = cfg
         self.min_interval = cfg.min_interval
@@ -64,7 +65,7 @@ class JourneysCheck:
         result = CheckResult(self.target, self.name, success=True)
         deadline = time.monotonic() + timeout
         auth = env_headers(*self.auth)
-        async with Probe(self.base_url, concurrency=8, deadline=deadline,
+        async with Probe(self.base_url, ca_file=self.ca_file, concurrency=8, deadline=deadline,
                          request_timeout=self.cfg.request_timeout) as probe:
             await asyncio.gather(*(self._journey(probe, j, result, auth) for j in self.cfg.items))
         return result

@@ -63,12 +63,15 @@ class Probe:
     """`async with Probe(base_url, ...) as probe: await probe.request(...)`."""
 
     def __init__(self, base_url: str, *, concurrency: int, deadline: float,
-                 request_timeout: float, ssl_context: ssl.SSLContext | None = None) -> None:
+                 request_timeout: float, ssl_context: ssl.SSLContext | None = None,
+                 ca_file: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.deadline = deadline  # time.monotonic() value
         self.request_timeout = request_timeout
         self._sem = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
+        if ssl_context is None and ca_file and base_url.startswith("https:"):
+            ssl_context = ssl.create_default_context(cafile=ca_file)
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self.in_flight = 0

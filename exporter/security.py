@@ -150,6 +150,7 @@ class SecurityCheck:
     def __init__(self, target: TargetConfig, cfg: SecurityConfig) -> None:
         self.target = target.name
         self.base_url = target.base_url
+        self.ca_file = target.tls_ca_file
         self.auth = (target.headers_from_env, target.headers_from_file)
         self.cfg = cfg
         self.min_interval = cfg.min_interval
@@ -159,32 +160,30 @@ class SecurityCheck:
         result = CheckResult(self.target, self.name, success=True)
         parts = urlsplit(self.base_url)
         https = parts.scheme == "https"
-        ctx = ssl.create_default_context(cafile=cfg.tls_ca_file) if https else None
         deadline = time.monotonic() + timeout
         headers = env_headers(*self.auth)
-        tls_task = None
+        ctx: ssl.SSLContext | None = None
         if https:
             assert parts.hostname is not None
-            tls_task = asyncio.ensure_future(cert_days_left(
-                parts.hostname, parts.port or 443, cfg.tls_ca_file, min(timeout, cfg.request_timeout)))
-        async with Probe(self.base_url, concurrency=4, deadline=deadline,
-                         request_timeout=cfg.request_timeout, ssl_context=ctx) as probe:
             try:
-                responses = await asyncio.gather(
-                    *(probe.request("GET", p, headers=headers, read_body=False) for p in cfg.paths),
-                    return_exceptions=True)
-            except BaseException:
-                if tls_task is not None:
-                    tls_task.cancel()
-                raise
-        if tls_task is not None:
-            try:
-                days, verify_error = await tls_task
+                days, verify_error = await cert_days_left(
+                    parts.hostname, parts.port or 443, self.ca_file, min(timeout, cfg.request_timeout))
             except CheckError as exc:
                 result.findings.append(Finding("tls_unreachable", Severity.CRITICAL, parts.netloc,
                                                str(exc), "check the TLS listener"))
             else:
                 self._judge_tls(result, parts.netloc, days, verify_error)
+                if verify_error:
+                    # Already reported as tls_invalid; still judge the headers behind it.
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+        async with Probe(self.base_url, concurrency=4, deadline=deadline,
+                         request_timeout=cfg.request_timeout, ssl_context=ctx,
+                         ca_file=self.ca_file) as probe:
+            responses = await asyncio.gather(
+                *(probe.request("GET", p, headers=headers, read_body=False) for p in cfg.paths),
+                return_exceptions=True)
         seen: set[tuple[str, str]] = set()
         failures = [r for r in responses if isinstance(r, BaseException)]
         if failures and len(failures) == len(responses):
@@ -204,13 +203,14 @@ class SecurityCheck:
 
     def _judge_tls(self, result: CheckResult, host: str, days: float, verify_error: str | None) -> None:
         cfg = self.cfg
-        result.add_sample("vigil_tls_cert_days_left", {"target": self.target, "host": host}, days)
+        result.add_sample("vigil_tls_cert_remaining_seconds", {"target": self.target, "host": host},
+                          days * 86400.0)
         if verify_error:
             result.findings.append(Finding(
                 "tls_invalid", Severity.CRITICAL, host,
                 f"the certificate does not verify: {verify_error}",
                 "serve a certificate chain that verifies for this host name (or set "
-                "security.tls_ca_file for a private CA)"))
+                "the target's tls_ca_file for a private CA)"))
         if days <= 0:
             result.findings.append(Finding("tls_expired", Severity.CRITICAL, host,
                                            "the TLS certificate has expired", "renew it now"))

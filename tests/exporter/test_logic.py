@@ -200,3 +200,29 @@ def test_config_errors_never_echo_values() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data, "x.yml")
     assert "hunter2" not in str(info.value)
+
+
+def test_every_catalogued_family_passes_promtool() -> None:
+    import subprocess
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tests.harness import require_binary
+    from vigil.exporter.collector import result_families
+    from vigil.exporter.metrics import SAMPLE_FAMILIES
+
+    result = CheckResult("t", "c", True, findings=[Finding("r", Severity.INFO, "s", "m")])
+    for name, (_, labels) in SAMPLE_FAMILIES.items():
+        result.add_sample(name, {label: "v" for label in labels}, 1.0)
+
+    class Results:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return result_families([result], cached={("t", "c")})
+
+    registry = CollectorRegistry()
+    registry.register(Results())  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    assert all(name in text for name in SAMPLE_FAMILIES)
+    lint = subprocess.run([require_binary("promtool"), "check", "metrics"], input=text,
+                          capture_output=True, text=True)
+    assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout + lint.stderr
