@@ -7,6 +7,7 @@ scratch schema, a staging database) lines up, and column order and catalog order
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -157,6 +158,7 @@ _TYPE_ALIASES = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_type(raw: str) -> str:
     """Lower-case, alias-resolved, whitespace-normalized type: `VARCHAR(20)` -> `character varying(20)`."""
     t = " ".join(raw.strip().lower().replace('"', "").split())
@@ -185,6 +187,7 @@ def normalize_type(raw: str) -> str:
 _CAST_SUFFIX = re.compile(r"::[a-z_][a-z0-9_ ]*(\([^)]*\))?(\[\])*$", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize_default(raw: str | None) -> str | None:
     """Drop casts and outer parentheses so `'x'::text` equals `'x'` and `(0)` equals `0`."""
     if raw is None:

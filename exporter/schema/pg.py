@@ -1,7 +1,7 @@
 """Inspect a PostgreSQL schema with four set-based catalog queries over psycopg2.
 
 One query each for relations+columns, constraints, indexes and sequences, whatever the number
-of tables. The session is read-only with a statement timeout, and nothing is ever written.
+of tables (plus one for foreign keys that point outside the inspected schemas). The session is read-only with a statement timeout, and nothing is ever written.
 """
 
 from __future__ import annotations
@@ -31,49 +31,38 @@ __all__ = ["inspect_postgres", "connect_kwargs"]
 
 _KINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized_view", "f": "foreign_table"}
 
+# Attribute numbers come back raw and are mapped to names in Python: no per-row subqueries.
 RELATIONS_SQL = """
-SELECT n.nspname, c.relname, c.relkind, c.relispartition,
-       coalesce(pn.nspname || '.' || pc.relname, '') AS parent,
-       a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+SELECT c.oid, n.nspname, c.relname, c.relkind, inh.inhparent,
+       a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
        pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits inh ON inh.inhrelid = c.oid AND c.relispartition
-LEFT JOIN pg_class pc ON pc.oid = inh.inhparent
-LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY(%(schemas)s)
 """
 
 CONSTRAINTS_SQL = """
-SELECT n.nspname, c.relname, k.conname, k.contype,
-       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(num, ord)
-             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.num ORDER BY u.ord),
-       fn.nspname, fc.relname,
-       ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(num, ord)
-             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.num ORDER BY u.ord),
+SELECT k.conrelid, k.conname, k.contype, k.conkey, k.confrelid, k.confkey,
        k.confdeltype, k.confupdtype, k.convalidated
 FROM pg_constraint k
-JOIN pg_class c ON c.oid = k.conrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_class fc ON fc.oid = k.confrelid
-LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+JOIN pg_namespace n ON n.oid = k.connamespace
 WHERE k.contype IN ('p', 'u', 'f') AND n.nspname = ANY(%(schemas)s)
 """
 
 INDEXES_SQL = """
-SELECT n.nspname, c.relname, ic.relname, i.indisunique, i.indisprimary, i.indisvalid,
-       am.amname, pg_get_expr(i.indpred, i.indrelid), i.indnkeyatts,
-       ARRAY(SELECT CASE WHEN u.num = 0 THEN pg_get_indexdef(i.indexrelid, u.ord::int, true)
-                         ELSE (SELECT a.attname FROM pg_attribute a
-                               WHERE a.attrelid = i.indrelid AND a.attnum = u.num) END
-             FROM unnest(i.indkey::int2[]) WITH ORDINALITY u(num, ord) ORDER BY u.ord),
+SELECT i.indrelid, ic.relname, i.indisunique, i.indisprimary, i.indisvalid, am.amname,
+       CASE WHEN i.indpred IS NOT NULL THEN pg_get_expr(i.indpred, i.indrelid) END,
+       i.indnkeyatts, i.indkey::int2[],
+       CASE WHEN i.indexprs IS NOT NULL THEN
+            ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
+                  FROM generate_series(1, i.indnatts) k) END,
        k.contype
 FROM pg_index i
-JOIN pg_class c ON c.oid = i.indrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = ic.relnamespace
 JOIN pg_am am ON am.oid = ic.relam
 LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
      AND k.contype IN ('p', 'u', 'x')
@@ -84,16 +73,22 @@ SEQUENCES_SQL = """
 SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqmin, s.seqmax,
        s.seqincrement, s.seqcycle,
        CASE WHEN has_sequence_privilege(c.oid, 'SELECT') THEN pg_sequence_last_value(c.oid) END,
-       tn.nspname, tc.relname, ta.attname, format_type(ta.atttypid, ta.atttypmod)
+       d.refobjid, d.refobjsubid
 FROM pg_sequence s
 JOIN pg_class c ON c.oid = s.seqrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
      AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-LEFT JOIN pg_class tc ON tc.oid = d.refobjid
-LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-LEFT JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
 WHERE n.nspname = ANY(%(schemas)s)
+"""
+
+# referenced tables outside the inspected schemas (rare): their names and key columns
+OUTSIDE_SQL = """
+SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+WHERE c.oid = ANY(%(oids)s::oid[])
 """
 
 
@@ -116,14 +111,17 @@ def inspect_postgres(url: str, schemas: list[str], statement_timeout: float,
                      connect_timeout: float,
                      on_connect: Callable[[Callable[[], None]], None] | None = None) -> Snapshot:
     """Read the schema in a read-only transaction; `on_connect` receives a cancel function."""
-    conn = psycopg2.connect(**connect_kwargs(url, connect_timeout))
+    kwargs = connect_kwargs(url, connect_timeout)
+    # read-only and time-bounded from the first statement, without extra round trips
+    ms = max(1, int(statement_timeout * 1000))
+    kwargs["options"] = (kwargs.get("options", "") + " -c default_transaction_read_only=on"
+                         f" -c statement_timeout={ms} -c lock_timeout={ms}").strip()
+    conn = psycopg2.connect(**kwargs)
     try:
         if on_connect is not None:
             on_connect(conn.cancel)
         conn.set_session(readonly=True, autocommit=False)
         with conn.cursor() as cur:
-            cur.execute("SET LOCAL statement_timeout = %s", (int(statement_timeout * 1000),))
-            cur.execute("SET LOCAL lock_timeout = %s", (int(statement_timeout * 1000),))
             cur.execute("SELECT current_schema(), current_schemas(false)")
             current, path = cur.fetchone()
             wanted = list(schemas) or [s for s in path if not s.startswith("pg_")]
@@ -137,37 +135,42 @@ def inspect_postgres(url: str, schemas: list[str], statement_timeout: float,
             indexes = cur.fetchall()
             cur.execute(SEQUENCES_SQL, params)
             sequences = cur.fetchall()
+            known = {row[0] for row in relations}
+            outside = sorted({row[4] for row in constraints if row[4] and row[4] not in known})
+            extra: list[tuple[Any, ...]] = []
+            if outside:
+                cur.execute(OUTSIDE_SQL, {"oids": outside})
+                extra = cur.fetchall()
         conn.rollback()
     finally:
         conn.close()
-    return build_snapshot(default, wanted, relations, constraints, indexes, sequences)
+    return build_snapshot(default, wanted, relations, constraints, indexes, sequences, extra)
 
 
 def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, ...]],
                    constraints: list[tuple[Any, ...]], indexes: list[tuple[Any, ...]],
-                   sequences: list[tuple[Any, ...]]) -> Snapshot:
+                   sequences: list[tuple[Any, ...]],
+                   outside: list[tuple[Any, ...]] = ()) -> Snapshot:  # type: ignore[assignment]
     """Assemble catalog rows into a Snapshot (pure; no database)."""
     snap = Snapshot(dialect="postgresql", default_schema=default, schemas=list(schemas))
-
-    def rel(schema: str, name: str) -> str:
-        return relative_name(schema, name, default)
-
+    names: dict[int, str] = {}  # relation oid -> relative name
+    attnames: dict[int, dict[int, str]] = {}  # relation oid -> attnum -> column name
     tables = snap.tables
-    for (nsp, relname, relkind, _ispart, parent, attname, typ, notnull, default_expr,
+    strip = f"'{default}."
+
+    for (oid, nsp, relname, relkind, parent, attnum, attname, typ, notnull, default_expr,
          identity, generated) in relations:
-        key = rel(nsp, relname)
-        table = tables.get(key)
+        table = tables.get(names.get(oid, ""))
         if table is None:
-            parent_rel = ""
-            if parent:
-                psch, _, pname = parent.partition(".")
-                parent_rel = rel(psch, pname)
+            key = names[oid] = relname if nsp == default else f"{nsp}.{relname}"
             table = tables[key] = Table(name=key, kind=_KINDS.get(relkind, "table"),
-                                        partition_of=parent_rel)
+                                        partition_of=parent or "")
+            attnames[oid] = {}
         if attname is None:
             continue
-        if default_expr and f"'{default}." in default_expr:
-            default_expr = default_expr.replace(f"'{default}.", "'")
+        attnames[oid][attnum] = attname
+        if default_expr and strip in default_expr:
+            default_expr = default_expr.replace(strip, "'")
         gen = ""
         if generated:
             gen, default_expr = default_expr or "", None
@@ -175,43 +178,61 @@ def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, 
             name=attname, type=normalize_type(typ), nullable=not notnull,
             default=normalize_default(default_expr),
             identity={"a": "always", "d": "by default"}.get(identity or "", ""), generated=gen)
+    for oid, nsp, relname, attnum, attname in outside:
+        names.setdefault(oid, relative_name(nsp, relname, default))
+        attnames.setdefault(oid, {})[attnum] = attname
+    for table in tables.values():  # partitions: parent oid -> name
+        if table.partition_of:
+            table.partition_of = names.get(int(table.partition_of), "")
 
-    for (nsp, relname, conname, contype, cols, fnsp, frel, fcols, deltype, updtype,
+    def cols(oid: int, nums: list[int] | None) -> tuple[str, ...]:
+        m = attnames.get(oid, {})
+        return tuple(m.get(n, str(n)) for n in nums or ())
+
+    for (relid, conname, contype, conkey, frelid, confkey, deltype, updtype,
          validated) in constraints:
-        table = tables.get(rel(nsp, relname))
+        table = tables.get(names.get(relid, ""))
         if table is None:
             continue
         if contype == "p":
-            table.primary_key = PrimaryKey(columns=tuple(cols), name=conname)
+            table.primary_key = PrimaryKey(columns=cols(relid, conkey), name=conname)
         elif contype == "u":
-            table.unique.append(UniqueConstraint(columns=tuple(cols), name=conname))
-        elif contype == "f":
+            table.unique.append(UniqueConstraint(columns=cols(relid, conkey), name=conname))
+        else:
             table.foreign_keys.append(ForeignKey(
-                columns=tuple(cols), ref_table=rel(fnsp, frel), ref_columns=tuple(fcols),
-                on_delete=normalize_action(deltype), on_update=normalize_action(updtype),
-                name=conname, validated=bool(validated)))
+                columns=cols(relid, conkey), ref_table=names.get(frelid, str(frelid)),
+                ref_columns=cols(frelid, confkey), on_delete=normalize_action(deltype),
+                on_update=normalize_action(updtype), name=conname, validated=bool(validated)))
 
-    for (nsp, relname, idxname, isunique, isprimary, isvalid, amname, pred, nkey, cols,
+    for (relid, idxname, isunique, isprimary, isvalid, amname, pred, nkey, indkey, exprs,
          contype) in indexes:
-        table = tables.get(rel(nsp, relname))
+        table = tables.get(names.get(relid, ""))
         if table is None:
             continue
+        m = attnames.get(relid, {})
+        keys = [m.get(num, str(num)) if num else (exprs[pos] if exprs else "?")
+                for pos, num in enumerate(indkey)]
         constraint = "primary" if isprimary else {"u": "unique", "x": "exclusion"}.get(
             contype or "", "")
         table.indexes.append(Index(
-            columns=tuple(cols[:nkey]), include=tuple(cols[nkey:]), unique=bool(isunique),
+            columns=tuple(keys[:nkey]), include=tuple(keys[nkey:]), unique=bool(isunique),
             name=idxname, valid=bool(isvalid), method=amname, predicate=pred or "",
             constraint=constraint))
 
-    for (nsp, seqname, dtype, smin, smax, incr, cycle, last, tnsp, trel, tatt,
-         ttype) in sequences:
-        key = rel(nsp, seqname)
+    for nsp, seqname, dtype, smin, smax, incr, cycle, last, owner, ownercol in sequences:
+        key = relative_name(nsp, seqname, default)
+        owned_by = column_type = ""
+        owner_table = tables.get(names.get(owner, "")) if owner else None
+        if owner_table is not None and ownercol:
+            col = attnames[owner].get(ownercol, "")
+            owned_by = f"{owner_table.name}.{col}"
+            if col in owner_table.columns:
+                column_type = owner_table.columns[col].type
         snap.sequences[key] = Sequence(
             name=key, data_type=normalize_type(dtype), min_value=int(smin), max_value=int(smax),
             increment=int(incr), cycle=bool(cycle),
-            last_value=None if last is None else int(last),
-            owned_by=f"{rel(tnsp, trel)}.{tatt}" if trel and tatt else "",
-            column_type=normalize_type(ttype) if ttype else "")
+            last_value=None if last is None else int(last), owned_by=owned_by,
+            column_type=column_type)
 
     for table in tables.values():
         table.unique.sort(key=lambda u: u.columns)

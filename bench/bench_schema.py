@@ -1,0 +1,122 @@
+"""Benchmark: our schema inspection + lint against schemainspect on a 1,000-table PostgreSQL schema.
+
+Creates a scratch database on the server (VIGIL_TEST_DATABASE_URL, default
+postgresql://postgres@127.0.0.1:5432/test), builds N tables with columns, foreign keys, unique
+constraints and indexes, times both inspectors on it in the same run (best and median of
+--repeat runs after one warm-up each), prints the figures and the ratio, then drops the database.
+Target: ratio (ours / schemainspect) <= 0.5.
+
+    .venv/bin/python bench/bench_schema.py            # 1,000 tables
+    .venv/bin/python bench/bench_schema.py --quick    # 200 tables, 3 repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from vigil.db import create_engine
+from vigil.exporter.schema.config import LintConfig
+from vigil.exporter.schema.lint import lint_snapshot
+from vigil.exporter.schema.pg import inspect_postgres
+
+
+def build_ddl(tables: int) -> str:
+    """N tables; each references an earlier one; most foreign keys are indexed."""
+    out = []
+    for i in range(tables):
+        parent = f",\n  parent_id bigint REFERENCES t{i // 2:04d}(id) ON DELETE CASCADE" if i else ""
+        out.append(
+            f"CREATE TABLE t{i:04d} (\n  id bigserial PRIMARY KEY,\n  code varchar(50) NOT NULL,"
+            f"\n  name text,\n  qty integer NOT NULL DEFAULT 0,\n  price numeric(12,2),"
+            f"\n  active boolean NOT NULL DEFAULT true,"
+            f"\n  created_at timestamptz NOT NULL DEFAULT now(){parent});")
+        if i and i % 7:
+            out.append(f"CREATE INDEX t{i:04d}_parent_idx ON t{i:04d} (parent_id);")
+        if i % 10 == 0:
+            out.append(f"ALTER TABLE t{i:04d} ADD CONSTRAINT t{i:04d}_code_key UNIQUE (code);")
+        out.append(f"CREATE INDEX t{i:04d}_name_qty_idx ON t{i:04d} (name, qty);")
+    return "\n".join(out)
+
+
+def timed(func: Callable[[], object], repeat: int) -> tuple[list[float], object]:
+    func()  # warm-up: catalog caches, imports
+    times, last = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        last = func()
+        times.append(time.perf_counter() - start)
+    return times, last
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="200 tables, 3 repeats")
+    parser.add_argument("--server-url", default=os.environ.get(
+        "VIGIL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tables, args.repeat = 200, 3
+
+    from schemainspect import get_inspector
+
+    name = f"vigil_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(args.server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(args.server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = create_engine(url)
+        start = time.perf_counter()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(build_ddl(args.tables))
+            conn.exec_driver_sql("ANALYZE")
+        print(f"built {args.tables} tables in {time.perf_counter() - start:.1f}s "
+              f"(database {name})")
+
+        def ours() -> object:
+            snap = inspect_postgres(url, ["public"], statement_timeout=60, connect_timeout=5)
+            findings, _ = lint_snapshot(snap, LintConfig())
+            return snap, findings
+
+        def theirs() -> object:
+            with engine.connect() as conn:
+                return get_inspector(conn)
+
+        our_times, (snap, findings) = timed(ours, args.repeat)  # type: ignore[misc]
+        their_times, inspected = timed(theirs, args.repeat)
+        engine.dispose()
+
+        ours_tables = sum(1 for t in snap.tables.values() if t.kind == "table")
+        ours_indexes = sum(len(t.indexes) for t in snap.tables.values())
+        print(f"ours (4 catalog queries + lint):  {ours_tables} tables, {ours_indexes} indexes, "
+              f"{len(findings)} lint findings")
+        print(f"schemainspect:                    {len(inspected.tables)} tables, "  # type: ignore[attr-defined]
+              f"{len(inspected.indexes)} indexes")  # type: ignore[attr-defined]
+        for label, times in (("ours", our_times), ("schemainspect", their_times)):
+            print(f"  {label:14} best {min(times) * 1000:8.1f} ms   median "
+                  f"{statistics.median(times) * 1000:8.1f} ms   ({len(times)} runs)")
+        ratio = statistics.median(our_times) / statistics.median(their_times)
+        best_ratio = min(our_times) / min(their_times)
+        print(f"ratio ours/schemainspect: median {ratio:.3f}, best {best_ratio:.3f} "
+              f"(target <= 0.5: {'met' if ratio <= 0.5 else 'NOT met'})")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
