@@ -242,35 +242,49 @@ class Engine:
                 return results, f"step {entry['name']} {entry['status']}: {entry['output']}"
         return results, None
 
+    async def _check(self, query: str) -> tuple[bool, str]:
+        """One instant query: does the condition hold (a non-empty result)?"""
+        assert self.config.prometheus_url
+        url = f"{self.config.prometheus_url.rstrip('/')}/api/v1/query"
+        try:
+            async with self.session.get(url, params={"query": query},
+                                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                body = await resp.json(content_type=None)
+            if resp.status != 200 or body.get("status") != "success":
+                return False, f"query failed: HTTP {resp.status} {str(body.get('error', ''))[:300]}"
+            result = body["data"]["result"]
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            return False, f"query failed: {exc.__class__.__name__}"
+        if result:
+            return True, f"condition holds: {json.dumps(result)[:500]}"
+        return False, "condition does not hold yet (empty result)"
+
     async def _verify(self, proc: Procedure, ctx: ActionContext) -> tuple[str, str]:
+        """Poll the condition until it holds `consecutive` times or the timeout passes.
+
+        Told to stop meanwhile (the alert resolved, which is often the fix showing): one last
+        check decides between passed and cancelled.
+        """
         assert proc.verify is not None
         if not self.config.prometheus_url:
             return "failed", "prometheus_url is not configured"
         query = render(proc.verify.query, ctx.params)
-        url = f"{self.config.prometheus_url.rstrip('/')}/api/v1/query"
         deadline = time.monotonic() + proc.verify.timeout
-        streak, detail = 0, "not evaluated"
+        streak = 0
         while True:
-            try:
-                async with self.session.get(url, params={"query": query},
-                                            timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                    body = await resp.json(content_type=None)
-                if resp.status != 200 or body.get("status") != "success":
-                    detail = f"query failed: HTTP {resp.status} {str(body.get('error', ''))[:300]}"
-                    streak = 0
-                else:
-                    result = body["data"]["result"]
-                    streak = streak + 1 if result else 0
-                    detail = (f"condition holds: {json.dumps(result)[:500]}" if result
-                              else "condition does not hold yet (empty result)")
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
-                streak = 0
-                detail = f"query failed: {exc.__class__.__name__}"
+            ok, detail = await self._check(query)
+            streak = streak + 1 if ok else 0
             if streak >= proc.verify.consecutive:
                 return "passed", detail
             if time.monotonic() >= deadline:
                 return "failed", f"timed out after {proc.verify.timeout:g}s: {detail}"
-            await ctx.sleep(proc.verify.interval)
+            try:
+                await ctx.sleep(proc.verify.interval)
+            except Cancelled:
+                ok, detail = await self._check(query)
+                if ok:
+                    return "passed", f"{detail} (the alert resolved meanwhile)"
+                raise
 
     async def _execute(self, inc: dict[str, Any], alert: dict[str, Any], proc: Procedure,
                        attempt_id: int, dry: bool, stop: asyncio.Event) -> None:
@@ -285,6 +299,8 @@ class Engine:
                             dict(alert["labels"]), stop)
         beat = asyncio.create_task(self._heartbeat(attempt_id, incident_id, stop))
         final: dict[str, Any] = {}
+        # the incident's next state, written after the attempt's final record
+        after: tuple[str, str] | None = None
         try:
             if dry:
                 steps = [{"name": step_name(s, i), "action": s.action, "status": "dry_run",
@@ -292,9 +308,7 @@ class Engine:
                           "duration_seconds": 0.0} for i, s in enumerate(proc.steps)]
                 final = {"state": "dry_run", "steps": steps, "reason": "dry run: nothing was executed"}
                 self.metrics.attempts.labels(proc.name, "dry_run").inc()
-                await self.db(self.store.transition, incident_id, ("remediating",), "open",
-                              reason="dry run: the procedure would have run (see the attempt)",
-                              actor=self.actor)
+                after = ("open", "dry run: the procedure would have run (see the attempt)")
                 return
             steps, failure = await self._steps(proc.steps, ctx, attempt_id, "steps")
             final["steps"] = steps
@@ -314,12 +328,10 @@ class Engine:
                         return
                     final.update(verification=verdict, verification_detail=detail)
                 if verdict == "passed":
-                    final.update(state="succeeded", reason="")
+                    final.update(state="succeeded",
+                                 reason="" if not stop.is_set() else "the alert resolved meanwhile")
                     self.metrics.attempts.labels(proc.name, "succeeded").inc()
-                    if await self.db(self.store.transition, incident_id, ("remediating",),
-                                     "resolved", reason="remediation verified", actor=self.actor):
-                        self.metrics.resolution.observe(
-                            max(0.0, (utcnow() - inc["alert_starts_at"]).total_seconds()))
+                    after = ("resolved", "remediation verified")
                     return
                 failure = f"verification failed: {final.get('verification_detail', '')}"
             # failure: roll back, then hand over to a human
@@ -331,10 +343,8 @@ class Engine:
             final.update(state=result, reason=failure)
             self.metrics.attempts.labels(proc.name, result).inc()
             delivered = await self.escalate(incident_id, failure)
-            await self.db(self.store.transition, incident_id, ("remediating",),
-                          "escalated" if delivered else "failed",
-                          reason=failure if delivered else f"{failure} (no escalation delivered)",
-                          actor=self.actor)
+            after = ("escalated", failure) if delivered else (
+                "failed", f"{failure} (no escalation delivered)")
         finally:
             beat.cancel()
             if ctx.silences:
@@ -350,6 +360,13 @@ class Engine:
             await asyncio.shield(self.db(
                 self.store.update_attempt, attempt_id, finished_at=utcnow(),
                 duration_seconds=round(elapsed, 3), heartbeat_at=utcnow(), **final))
+            if after is not None:
+                moved = await asyncio.shield(self.db(
+                    self.store.transition, incident_id, ("remediating",), after[0],
+                    reason=after[1], actor=self.actor))
+                if moved and after[0] == "resolved":
+                    self.metrics.resolution.observe(
+                        max(0.0, (utcnow() - inc["alert_starts_at"]).total_seconds()))
             for engine in ctx.sql_engines.values():
                 engine.dispose()
 

@@ -1,0 +1,131 @@
+"""Verification through a real Prometheus; rollback and escalation; and the whole loop:
+a real Prometheus rule -> real Alertmanager webhook -> remediator restarts the leaking target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.harness import prom_value
+from tests.remediator.conftest import (
+    WEBHOOK_TOKEN, alert, incidents, notification, post, procedure, timeline, wait_until,
+)
+from tests.remediator.test_actions import INSTANCE_PARAM, demo_config
+from vigil.procs import prometheus_config
+
+
+def restart_step() -> dict[str, Any]:
+    return {"action": "http", "url": "http://${instance}/admin/restart", "credentials": "demo-admin"}
+
+
+async def finished(client: Any, fingerprint: str) -> dict[str, Any] | None:
+    rows = [r for r in await incidents(client) if r["fingerprint"] == fingerprint]
+    return rows[0] if rows and rows[0]["state"] in ("resolved", "escalated", "failed") else None
+
+
+async def test_verification_passes_and_fails_with_rollback_and_escalation(
+        make_config: Any, start_remediator: Any, demo_target: Any, prometheus_factory: Any,
+        webhook_receiver: Any) -> None:
+    _, prom = prometheus_factory(prometheus_config({"demo": [demo_target.host_port]}))
+    await wait_until(lambda: prom_value(prom, "up") == 1, what="demo scraped")
+    demo_target.inject(memory_growth_bytes_per_second=3_000_000)
+    await wait_until(lambda: (prom_value(prom, "demo_memory_leak_bytes") or 0) > 0, what="leak seen")
+    good = procedure("restart", params=INSTANCE_PARAM, steps=[restart_step()], verify={
+        "query": 'demo_memory_leak_bytes{instance="${instance}"} == 0', "timeout": "30s",
+        "interval": "500ms", "consecutive": 2})
+    bad = procedure("breaker", params=INSTANCE_PARAM, steps=[
+        {"action": "circuit_breaker", "url": "http://${instance}/admin/circuit-breaker",
+         "state": "open", "credentials": "demo-admin"}],
+        verify={"query": 'demo_circuit_breaker_open{instance="${instance}"} == 42', "timeout": "2s",
+                "interval": "500ms"},
+        rollback=[{"action": "circuit_breaker", "url": "http://${instance}/admin/circuit-breaker",
+                   "state": "closed", "credentials": "demo-admin"}])
+    config = demo_config(make_config, demo_target, [good, bad], prometheus_url=prom,
+                         escalation={"url": webhook_receiver.url})
+    client = await start_remediator(config)
+    labels = {"instance": demo_target.host_port}
+    await post(client, notification(alert("restartAlert", "aa", labels=labels)))
+    inc = await wait_until(lambda: finished(client, "aa"), what="restart verified")
+    tl = await timeline(client, inc["id"])
+    assert inc["state"] == "resolved", tl
+    assert tl["attempts"][0]["verification"] == "passed"
+    assert "condition holds" in tl["attempts"][0]["verification_detail"]
+
+    await post(client, notification(alert("breakerAlert", "bb", labels=labels)))
+    inc = await wait_until(lambda: finished(client, "bb"), what="breaker verification fails")
+    tl = await timeline(client, inc["id"])
+    attempt = tl["attempts"][0]
+    assert attempt["state"] == "rolled_back", tl
+    assert attempt["verification"] == "failed" and "timed out after 2s" in attempt["verification_detail"]
+    assert [s["status"] for s in attempt["rollback_steps"]] == ["ok"]
+    assert demo_target.metric("demo_circuit_breaker_open") == 0  # rolled back
+    assert inc["state"] == "escalated" and "verification failed" in inc["reason"]
+    await wait_until(lambda: webhook_receiver.received, what="escalation")
+    sent = webhook_receiver.received[0]
+    assert sent["incident"] == inc["id"] and sent["alertname"] == "breakerAlert"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_remediation_attempts_total{procedure="restart",result="succeeded"} 1.0' in metrics
+    assert 'vigil_remediation_attempts_total{procedure="breaker",result="rolled_back"} 1.0' in metrics
+    assert 'vigil_remediation_duration_seconds_count{procedure="breaker"} 1.0' in metrics
+    assert "vigil_incident_resolution_seconds_count 1.0" in metrics
+
+
+async def test_prometheus_rule_alertmanager_webhook_restarts_leaking_target(
+        make_config: Any, start_remediator: Any, demo_target: Any, prometheus_factory: Any,
+        alertmanager_factory: Any, tmp_path: Path) -> None:
+    """The whole loop, with a time-compressed copy of the memory rule."""
+    proc = procedure("restart-leaking-target", match=['alertname="TargetMemoryExhaustionPredicted"',
+                                                      'remediation="auto"'],
+                     params=INSTANCE_PARAM, target="${instance}", idempotent=True,
+                     steps=[restart_step()],
+                     verify={"query": 'demo_memory_leak_bytes{instance="${instance}"} == 0',
+                             "timeout": "60s", "interval": "500ms", "consecutive": 2})
+    token_file = tmp_path / "am-token"
+    token_file.write_text(WEBHOOK_TOKEN)
+    # Prometheus first, so the remediator can verify through it
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "compressed", "interval": "1s", "rules": [{
+        "alert": "TargetMemoryExhaustionPredicted",
+        "expr": 'demo_memory_leak_bytes{job="demo"} > 4e6',
+        "for": "1s", "labels": {"severity": "warning", "remediation": "auto"},
+        "annotations": {"summary": "Memory will run out."}}]}]}))
+    client_holder: dict[str, Any] = {}
+    config = demo_config(make_config, demo_target, [proc])
+    # the remediator's URL is only known once it listens: start it, then Alertmanager, then Prometheus
+    client = await start_remediator(config)
+    client_holder["c"] = client
+    webhook = str(client.make_url("/api/v1/alerts"))
+    _, am = alertmanager_factory({
+        "route": {"receiver": "vigil-remediator", "group_by": ["..."], "group_wait": "0s",
+                  "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "vigil-remediator", "webhook_configs": [{
+            "url": webhook, "send_resolved": True,
+            "http_config": {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}}]}]})
+    _, prom = prometheus_factory(prometheus_config({"demo": [demo_target.host_port]},
+                                                   rule_files=[rules],
+                                                   alertmanagers=[am.removeprefix("http://")]))
+    config.prometheus_url = prom
+    config.alertmanager_url = am
+    demo_target.inject(memory_growth_bytes_per_second=3_000_000)
+
+    async def resolved() -> Any:
+        rows = await incidents(client)
+        return rows[0] if rows and rows[0]["state"] == "resolved" else None
+
+    inc = await wait_until(resolved, timeout=90, what="the remediator to restart and verify")
+    tl = await timeline(client, inc["id"])
+    assert tl["alert"]["labels"]["remediation"] == "auto"
+    assert tl["attempts"][0]["state"] == "succeeded"
+    assert tl["attempts"][0]["verification"] == "passed"
+    assert demo_target.metric("demo_restarts_total") == 1
+    assert demo_target.metric("demo_memory_leak_bytes") == 0
+    # and Alertmanager reports the alert resolved; the incident records it
+    async def alert_resolved() -> Any:
+        rows = await incidents(client)
+        return rows[0]["alert_resolved_at"] is not None
+
+    await wait_until(alert_resolved, timeout=60, what="Alertmanager's resolved notification")
+    rows = await incidents(client)
+    assert len(rows) == 1 and rows[0]["state"] == "resolved"
