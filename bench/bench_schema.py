@@ -19,14 +19,17 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-
-from vigil.db import create_engine
+from vigil.exporter.base import Finding
 from vigil.exporter.schema.config import LintConfig
 from vigil.exporter.schema.lint import lint_snapshot
+from vigil.exporter.schema.model import Snapshot
 from vigil.exporter.schema.pg import inspect_postgres
+
+from vigil.db import create_engine
 
 
 def build_ddl(tables: int) -> str:
@@ -47,9 +50,10 @@ def build_ddl(tables: int) -> str:
     return "\n".join(out)
 
 
-def timed(func: Callable[[], object], repeat: int) -> tuple[list[float], object]:
+def timed(func: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
     func()  # warm-up: catalog caches, imports
-    times, last = [], None
+    times: list[float] = []
+    last: Any = None
     for _ in range(repeat):
         start = time.perf_counter()
         last = func()
@@ -85,16 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {args.tables} tables in {time.perf_counter() - start:.1f}s "
               f"(database {name})")
 
-        def ours() -> object:
+        def ours() -> tuple[Snapshot, list[Finding]]:
             snap = inspect_postgres(url, ["public"], statement_timeout=60, connect_timeout=5)
             findings, _ = lint_snapshot(snap, LintConfig())
             return snap, findings
 
-        def theirs() -> object:
+        def theirs() -> Any:
             with engine.connect() as conn:
                 return get_inspector(conn)
 
-        our_times, (snap, findings) = timed(ours, args.repeat)  # type: ignore[misc]
+        our_times, (snap, findings) = timed(ours, args.repeat)
         their_times, inspected = timed(theirs, args.repeat)
         engine.dispose()
 
@@ -102,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         ours_indexes = sum(len(t.indexes) for t in snap.tables.values())
         print(f"ours (4 catalog queries + lint):  {ours_tables} tables, {ours_indexes} indexes, "
               f"{len(findings)} lint findings")
-        print(f"schemainspect:                    {len(inspected.tables)} tables, "  # type: ignore[attr-defined]
-              f"{len(inspected.indexes)} indexes")  # type: ignore[attr-defined]
+        print(f"schemainspect:                    {len(inspected.tables)} tables, "
+              f"{len(inspected.indexes)} indexes")
         for label, times in (("ours", our_times), ("schemainspect", their_times)):
             print(f"  {label:14} best {min(times) * 1000:8.1f} ms   median "
                   f"{statistics.median(times) * 1000:8.1f} ms   ({len(times)} runs)")

@@ -9,4 +9,4 @@ from __future__ import annotations
 from .checks import CHECK_NAMES, SchemaCheck, make_schema_checks
 from .config import SchemaCheckConfig
 
-__all__ = ["SchemaCheckConfig", "make_schema_checks", "SchemaCheck", "CHECK_NAMES"]
+__all__ = ["CHECK_NAMES", "SchemaCheck", "SchemaCheckConfig", "make_schema_checks"]

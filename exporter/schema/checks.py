@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from vigil.exporter.base import CheckResult, Finding, Severity
 from .config import SchemaCheckConfig
 from .redact import Redactor
 
-__all__ = ["make_schema_checks", "SchemaCheck", "SnapshotProvider", "CHECK_NAMES"]
+__all__ = ["CHECK_NAMES", "SchemaCheck", "SnapshotProvider", "make_schema_checks"]
 
 CHECK_NAMES = ("schema", "schema_lint", "schema_drift", "code_references")
 
@@ -77,10 +78,8 @@ class SnapshotProvider:
         with self._mutex:
             hooks = list(self._cancel_hooks)
         for hook in hooks:
-            try:
+            with contextlib.suppress(Exception):  # best effort: the connection may be gone
                 hook()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
 
     def future(self) -> concurrent.futures.Future[Any]:
         """The inspection in flight, a fresh-enough finished one, or a new one."""
@@ -134,7 +133,7 @@ class SchemaCheck:
         try:
             await asyncio.wait_for(self._run(result), timeout)
             result.success = True
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             if self._provider is not None:
                 self._provider.cancel()
             result.error = f"timed out after {timeout:g}s"
@@ -154,7 +153,9 @@ class SchemaCheck:
     async def _run(self, result: CheckResult) -> None:
         snapshot = None
         if self._provider is not None:
-            snapshot = await asyncio.shield(asyncio.wrap_future(self._provider.future()))
+            # the inspection future is already running, so cancelling this wrapper on timeout
+            # leaves it to finish for the other checks (and to be joined by the next run)
+            snapshot = await asyncio.wrap_future(self._provider.future())
         # the work itself (diffing, scanning files) also stays off the event loop
         partial: CheckResult = CheckResult(target=self.target, check=self.name, success=False)
         await asyncio.to_thread(self._work, snapshot, partial)

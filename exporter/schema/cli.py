@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vigil.config import ConfigError, load_yaml, parse_model
 from vigil.exporter.base import Finding, Severity
+
+from vigil.config import ConfigError, load_yaml, parse_model
 from vigil.service import ArgumentParser
 
 from .config import DatabaseSource, SchemaCheckConfig
@@ -217,8 +218,8 @@ def _cmd_check(args: Any) -> int:
 
 def _cmd_scan(args: Any) -> int:
     """Scan code for table names and check them against the database."""
-    from .config import CodeReferencesConfig
     from .codescan import reference_findings
+    from .config import CodeReferencesConfig
 
     cfg = _load_cfg(args)
     code = cfg.code_references or CodeReferencesConfig(paths=args.paths or [Path(".")])

@@ -30,8 +30,15 @@ from vigil.exporter.base import Finding, Severity
 from .config import CodeReferencesConfig
 from .model import Snapshot
 
-__all__ = ["TableRef", "ScanResult", "scan_paths", "scan_python", "scan_sql", "refs_in_sql",
-           "reference_findings"]
+__all__ = [
+    "ScanResult",
+    "TableRef",
+    "reference_findings",
+    "refs_in_sql",
+    "scan_paths",
+    "scan_python",
+    "scan_sql",
+]
 
 MAX_FILE_BYTES = 2_000_000
 
@@ -189,8 +196,9 @@ def _statement_refs(toks: list[_Tok]) -> tuple[list[_SqlRef], set[str]]:
         ident = _ident(tok)
         if ident is None or i == 0:
             continue
-        prev = toks[i - 1]
-        if not (prev.up in ("WITH", "RECURSIVE") or (prev.kind == "punct" and prev.text == ",")):
+        lead = toks[i - 1]
+        if not (lead.up in ("WITH", "RECURSIVE")
+                or (lead.kind == "punct" and lead.text == ",")):
             continue
         j = i + 1
         if j < len(toks) and toks[j].text == "(":
@@ -265,9 +273,7 @@ def _statement_refs(toks: list[_Tok]) -> tuple[list[_SqlRef], set[str]]:
                 if parts:
                     defined.add(_fold_key(*parts[-1]))
         elif up in ("TRUNCATE", "COPY", "REFERENCES") or (
-                up == "TABLE" and prev is not None and prev.up in ("ALTER", "LOCK", "TRUNCATE")):
-            expect = column_list_follows = True
-        elif up == "ON" and _in_create_index(toks, i):
+                up == "TABLE" and prev is not None and prev.up in ("ALTER", "LOCK", "TRUNCATE")) or up == "ON" and _in_create_index(toks, i):
             expect = column_list_follows = True
         elif up in ("TABLE", "VIEW") and _is_create(toks, i):
             j = _skip(toks, i + 1, ("IF", "NOT", "EXISTS"))

@@ -15,18 +15,18 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from vigil.config import ConfigError, StrictModel
 
 __all__ = [
-    "SchemaCheckConfig",
+    "LINT_RULES",
+    "CodeReferencesConfig",
+    "DatabaseSource",
+    "DriftConfig",
     "ExpectedSchemaConfig",
     "LintConfig",
-    "DriftConfig",
-    "CodeReferencesConfig",
+    "SchemaCheckConfig",
+    "SchemaSpec",
     "SpecColumn",
     "SpecForeignKey",
     "SpecIndex",
     "SpecTable",
-    "SchemaSpec",
-    "DatabaseSource",
-    "LINT_RULES",
 ]
 
 LINT_RULES = (

@@ -203,14 +203,14 @@ def _diff_keys(name: str, exp: Table, act: Table, add, check_actions: bool,  # t
         if e.constraint:
             continue
         subject = f"{name}({_cols(e.columns)})"
-        a = _index_matches(e, act.indexes, strict)
-        if a is None:
+        match = _index_matches(e, act.indexes, strict)
+        if match is None:
             add("missing_index", W, subject, f"index on {subject} does not exist",
                 f"CREATE INDEX ON {name} ({_cols(e.columns)})")
-        elif e.unique and not a.unique:
-            add("index_not_unique", W, subject, f"index {_named(a)}on {subject} is not unique")
+        elif e.unique and not match.unique:
+            add("index_not_unique", W, subject, f"index {_named(match)}on {subject} is not unique")
     if report_extra:
-        for a in act.indexes:
-            if not a.constraint and _index_matches(a, exp.indexes, strict) is None:
-                add("extra_index", I, f"{name}({_cols(a.columns)})",
-                    f"index {_named(a)}on {name}({_cols(a.columns)}) is not expected")
+        for idx in act.indexes:
+            if not idx.constraint and _index_matches(idx, exp.indexes, strict) is None:
+                add("extra_index", I, f"{name}({_cols(idx.columns)})",
+                    f"index {_named(idx)}on {name}({_cols(idx.columns)}) is not expected")

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vigil.config import ConfigError
 from vigil.exporter.base import Finding
+
+from vigil.config import ConfigError
 
 from .config import DriftConfig
 from .diff import diff_snapshots
@@ -31,8 +32,14 @@ from .model import (
     UniqueConstraint,
 )
 
-__all__ = ["fingerprint", "write_baseline", "read_baseline", "snapshot_from_canonical",
-           "drift_findings", "BASELINE_VERSION"]
+__all__ = [
+    "BASELINE_VERSION",
+    "drift_findings",
+    "fingerprint",
+    "read_baseline",
+    "snapshot_from_canonical",
+    "write_baseline",
+]
 
 BASELINE_VERSION = 1
 

@@ -19,7 +19,7 @@ from .model import (
     relative_name,
 )
 
-__all__ = ["inspect_url", "inspect_sqlalchemy", "is_postgres", "dialect_name"]
+__all__ = ["dialect_name", "inspect_sqlalchemy", "inspect_url", "is_postgres"]
 
 
 def dialect_name(url: str) -> str:
@@ -88,24 +88,28 @@ def _inspect_schema(insp: Any, schema: str, default: str, snap: Snapshot) -> Non
     for (_, tname), cols in columns.items():
         if tname.startswith("sqlite_"):
             continue
-        table = snap.tables[rel(tname)] = Table(name=rel(tname),
-                                                kind="view" if tname in views else "table")
+        new = snap.tables[rel(tname)] = Table(name=rel(tname),
+                                              kind="view" if tname in views else "table")
         for col in cols:
             default_expr = col.get("default")
-            table.columns[col["name"]] = Column(
+            new.columns[col["name"]] = Column(
                 name=col["name"], type=normalize_type(str(col["type"])),
                 nullable=bool(col.get("nullable", True)),
                 default=normalize_default(None if default_expr is None else str(default_expr)))
     for (_, tname), pk in pks.items():
         table = snap.tables.get(rel(tname))
-        if table is not None and pk and pk.get("constrained_columns"):
+        if table is None:
+            continue
+        if pk and pk.get("constrained_columns"):
             table.primary_key = PrimaryKey(tuple(pk["constrained_columns"]), pk.get("name") or "")
             for c in pk["constrained_columns"]:  # SQLite reports PK columns as nullable
                 if c in table.columns:
                     table.columns[c].nullable = False
     for (_, tname), fk_list in fks.items():
         table = snap.tables.get(rel(tname))
-        for fk in fk_list if table is not None else []:
+        if table is None:
+            continue
+        for fk in fk_list:
             opts = fk.get("options") or {}
             table.foreign_keys.append(ForeignKey(
                 columns=tuple(fk["constrained_columns"]),
@@ -115,11 +119,15 @@ def _inspect_schema(insp: Any, schema: str, default: str, snap: Snapshot) -> Non
                 on_update=normalize_action(opts.get("onupdate")), name=fk.get("name") or ""))
     for (_, tname), uq_list in uniques.items():
         table = snap.tables.get(rel(tname))
-        for uq in uq_list if table is not None else []:
+        if table is None:
+            continue
+        for uq in uq_list:
             table.unique.append(UniqueConstraint(tuple(uq["column_names"]), uq.get("name") or ""))
     for (_, tname), idx_list in indexes.items():
         table = snap.tables.get(rel(tname))
-        for idx in idx_list if table is not None else []:
+        if table is None:
+            continue
+        for idx in idx_list:
             cols = [c if c is not None else str(e) for c, e in
                     zip(idx["column_names"], idx.get("expressions") or idx["column_names"])]
             table.indexes.append(Index(

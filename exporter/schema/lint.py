@@ -10,7 +10,7 @@ from vigil.exporter.base import Finding, Severity
 from .config import LintConfig
 from .model import Sequence, Snapshot, Table
 
-__all__ = ["lint_snapshot", "sequence_usage_percent", "TYPE_MAX"]
+__all__ = ["TYPE_MAX", "lint_snapshot", "sequence_usage_percent"]
 
 TYPE_MAX = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
 

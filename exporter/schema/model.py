@@ -13,8 +13,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
-    "Column", "Index", "ForeignKey", "UniqueConstraint", "PrimaryKey", "Table", "Sequence",
-    "Snapshot", "normalize_type", "normalize_default", "normalize_action", "relative_name",
+    "Column",
+    "ForeignKey",
+    "Index",
+    "PrimaryKey",
+    "Sequence",
+    "Snapshot",
+    "Table",
+    "UniqueConstraint",
+    "normalize_action",
+    "normalize_default",
+    "normalize_type",
+    "relative_name",
 ]
 
 

@@ -27,7 +27,7 @@ from .model import (
     relative_name,
 )
 
-__all__ = ["inspect_postgres", "connect_kwargs"]
+__all__ = ["connect_kwargs", "inspect_postgres"]
 
 _KINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized_view", "f": "foreign_table"}
 
@@ -102,7 +102,7 @@ def connect_kwargs(url: str, connect_timeout: float) -> dict[str, Any]:
                        ("password", u.password), ("dbname", u.database)):
         if value is not None:
             kwargs[key] = value
-    kwargs.setdefault("connect_timeout", max(1, int(round(connect_timeout))))
+    kwargs.setdefault("connect_timeout", max(1, round(connect_timeout)))
     kwargs.setdefault("application_name", "vigil-schema")
     return kwargs
 

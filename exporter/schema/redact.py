@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 
@@ -40,18 +41,16 @@ class Redactor:
 
     def add_url(self, url: str) -> None:
         """Remember a URL, its password and its redacted form's counterpart."""
-        secrets = {url}
-        try:
-            from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import make_url
 
+        secrets = {url}
+        with contextlib.suppress(Exception):  # unparsable: the whole URL is still scrubbed
             parsed = make_url(url)
             if parsed.password:
                 secrets.add(str(parsed.password))
             for key, value in parsed.query.items():
                 if "password" in key.lower():
                     secrets.update([value] if isinstance(value, str) else list(value))
-        except Exception:  # noqa: BLE001
-            pass
         with self._lock:
             self._secrets.update(s for s in secrets if len(s) >= 3)
 

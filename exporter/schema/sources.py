@@ -26,8 +26,13 @@ from .model import (
 )
 from .redact import Redactor
 
-__all__ = ["load_expected", "snapshot_from_spec", "snapshot_from_metadata", "snapshot_from_sql",
-           "load_metadata"]
+__all__ = [
+    "load_expected",
+    "load_metadata",
+    "snapshot_from_metadata",
+    "snapshot_from_spec",
+    "snapshot_from_sql",
+]
 
 
 def load_expected(exp: ExpectedSchemaConfig, live: Snapshot, cfg: SchemaCheckConfig,
@@ -145,11 +150,13 @@ def snapshot_from_metadata(metadata: Any, live: Snapshot) -> Snapshot:
             default: str | None = None
             known = col.server_default is not None
             if known:
-                arg = getattr(col.server_default, "arg", None)
-                default = arg.text if hasattr(arg, "text") else (
-                    str(arg) if arg is not None else None)
+                arg: Any = getattr(col.server_default, "arg", None)
                 if isinstance(arg, str):
                     default = f"'{arg}'"
+                elif hasattr(arg, "text"):
+                    default = str(arg.text)
+                elif arg is not None:
+                    default = str(arg)
             try:
                 type_text = col.type.compile(dialect=dialect)
             except Exception:  # noqa: BLE001 - a type the dialect cannot render
@@ -178,13 +185,13 @@ def snapshot_from_metadata(metadata: Any, live: Snapshot) -> Snapshot:
                 on_delete=normalize_action(fkc.ondelete), on_update=normalize_action(fkc.onupdate),
                 name=str(fkc.name or "")))
         for idx in t.indexes:
-            cols = []
+            keys: list[str] = []
             for expr in idx.expressions:
-                cols.append(expr.name if isinstance(expr, sa.Column) else
+                keys.append(expr.name if isinstance(expr, sa.Column) else
                             str(expr.compile(dialect=dialect,
                                              compile_kwargs={"literal_binds": True})))
             where = idx.dialect_options.get("postgresql", {}).get("where")
-            table.indexes.append(Index(columns=tuple(cols), unique=bool(idx.unique),
+            table.indexes.append(Index(columns=tuple(keys), unique=bool(idx.unique),
                                        name=str(idx.name or ""),
                                        predicate=str(where) if where is not None else ""))
     return snap

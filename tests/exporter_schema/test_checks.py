@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from vigil.exporter.base import Severity
+from vigil.exporter.schema import CHECK_NAMES, SchemaCheckConfig, make_schema_checks
+from vigil.exporter.schema.cli import main as schema_main
 
 from tests.exporter_schema.conftest import run_sql
 from tests.exporter_schema.schemas import SHOP, SHOP_REORDERED
 from vigil.config import ConfigError, parse_model
-from vigil.exporter.base import Severity
-from vigil.exporter.schema import CHECK_NAMES, SchemaCheckConfig, make_schema_checks
-from vigil.exporter.schema.cli import main as schema_main
 from vigil.procs import free_port
 
 SECRET = "S3cret-Pa55word"

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.exporter_schema.conftest import run_sql
 from vigil.exporter.base import Severity
-from vigil.exporter.schema.codescan import ScanResult, refs_in_sql, scan_python
+from vigil.exporter.schema.codescan import ScanResult, reference_findings, refs_in_sql, scan_python
 from vigil.exporter.schema.config import CodeReferencesConfig
-from vigil.exporter.schema.codescan import reference_findings
 from vigil.exporter.schema.inspect import inspect_url
 from vigil.exporter.schema.model import Snapshot, Table
+
+from tests.exporter_schema.conftest import run_sql
 from vigil.paths import DEMO_DIR
 
 FIXTURES = Path(__file__).parent / "fixtures" / "code"
@@ -60,12 +59,11 @@ def test_fixture_tree_reports_exactly_the_missing_tables(pg_database_url: str) -
     unreferenced = {f.subject for f in findings if f.rule == "unreferenced_table"}
     assert unreferenced == {"unused_table"}
     assert all(f.severity == Severity.INFO for f in findings if f.rule == "unreferenced_table")
-    assert stats["files"] == 5  # node_modules excluded; broken.py is read but cannot be parsed
+    assert stats["files"] == 4  # node_modules/ is excluded by default
 
 
 def test_demo_application_code_references_only_real_tables(pg_database_url: str) -> None:
     import sqlalchemy as sa
-
     from vigil.demo.db import metadata
 
     engine = sa.create_engine(pg_database_url.replace("postgresql://", "postgresql+psycopg2://"))
@@ -122,3 +120,9 @@ def f():
     result = ScanResult()
     scan_python(source, "m.py", result)
     assert [(r.name, r.line) for r in result.refs] == [("real_table", 8)]
+
+
+def test_unparsable_python_is_skipped_and_listed() -> None:
+    result = ScanResult()
+    scan_python('def oops(:\n    return "SELECT * FROM nowhere"\n', "broken.py", result)
+    assert result.refs == [] and result.unparsable == ["broken.py"]

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from tests.exporter_schema.conftest import run_sql
-from tests.exporter_schema.schemas import SHOP, SHOP_REORDERED
-from vigil.config import parse_model
 from vigil.exporter.base import CheckResult, Severity
 from vigil.exporter.schema import SchemaCheckConfig, make_schema_checks
 from vigil.exporter.schema.fingerprint import fingerprint
 from vigil.exporter.schema.inspect import inspect_url
+
+from tests.exporter_schema.conftest import run_sql
+from tests.exporter_schema.schemas import SHOP, SHOP_REORDERED
+from vigil.config import parse_model
 
 C, W, I = Severity.CRITICAL, Severity.WARNING, Severity.INFO
 
@@ -64,8 +64,8 @@ MUTATIONS = [
      ("missing_foreign_key", W, "orders(item_id)"), True),
     ("ALTER TABLE users DROP CONSTRAINT users_email_key", ("missing_unique", W, "users(email)"),
      True),
-    ("ALTER TABLE orders DROP CONSTRAINT orders_user_id_fkey, "
-     "ADD FOREIGN KEY (user_id) REFERENCES users(id)",
+    (("ALTER TABLE orders DROP CONSTRAINT orders_user_id_fkey, "
+     "ADD FOREIGN KEY (user_id) REFERENCES users(id)"),
      ("foreign_key_action_mismatch", W, "orders(user_id)"), True),
     ("ALTER TABLE items DROP CONSTRAINT items_pkey CASCADE",
      ("missing_primary_key", W, "items"), False),
@@ -131,8 +131,9 @@ async def test_declared_spec_matches_and_then_reports(pg_url: str, tmp_path: Pat
 
 
 async def test_sqlalchemy_metadata_of_the_demo_matches_what_it_creates(pg_url: str) -> None:
-    from vigil.db import create_engine
     from vigil.demo.db import metadata
+
+    from vigil.db import create_engine
 
     engine = create_engine(pg_url)
     metadata.create_all(engine)
@@ -146,8 +147,9 @@ async def test_sqlalchemy_metadata_of_the_demo_matches_what_it_creates(pg_url: s
 
 
 async def test_demo_metadata_on_a_fresh_database_reports_nothing(pg_url: str) -> None:
-    from vigil.db import create_engine
     from vigil.demo.db import metadata
+
+    from vigil.db import create_engine
 
     engine = create_engine(pg_url)
     metadata.create_all(engine)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from tests.exporter_schema.conftest import run_sql
-from tests.exporter_schema.schemas import SHOP
-from vigil.config import parse_model
 from vigil.exporter.base import CheckResult, Severity
 from vigil.exporter.schema import SchemaCheckConfig, make_schema_checks
 from vigil.exporter.schema.lint import sequence_usage_percent
 from vigil.exporter.schema.model import Sequence
+
+from tests.exporter_schema.conftest import run_sql
+from tests.exporter_schema.schemas import SHOP
+from vigil.config import parse_model
 
 C, W, I = Severity.CRITICAL, Severity.WARNING, Severity.INFO
 
@@ -29,24 +29,24 @@ async def test_clean_schema_has_no_lint_findings(pg_url: str) -> None:
     result = await lint(pg_url)
     assert result.findings == []
     assert result.samples["vigil_schema_tables"] == [({"target": "shop"}, 3.0)]
-    usage = dict((labels["sequence"], v)
-                 for labels, v in result.samples["vigil_schema_sequence_usage_percent"])
+    usage = {labels["sequence"]: v
+                 for labels, v in result.samples["vigil_schema_sequence_usage_percent"]}
     assert set(usage) == {"users_id_seq", "items_id_seq", "orders_id_seq"}
 
 
 LINTS = [
-    ("CREATE TABLE parent (id int PRIMARY KEY);"
-     "CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent(id))",
+    (("CREATE TABLE parent (id int PRIMARY KEY);"
+     "CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent(id))"),
      ("fk_without_index", W, "child(parent_id)")),
     ("CREATE TABLE loose (a int, b text)", ("table_without_primary_key", W, "loose")),
-    ("CREATE TABLE t (id int PRIMARY KEY, v int); CREATE INDEX t_v1 ON t (v);"
-     "CREATE INDEX t_v2 ON t (v)", ("duplicate_index", W, "t.t_v2")),
-    ("CREATE TABLE p (a int, b int, PRIMARY KEY (a, b));"
+    (("CREATE TABLE t (id int PRIMARY KEY, v int); CREATE INDEX t_v1 ON t (v);"
+     "CREATE INDEX t_v2 ON t (v)"), ("duplicate_index", W, "t.t_v2")),
+    (("CREATE TABLE p (a int, b int, PRIMARY KEY (a, b));"
      "CREATE TABLE c (id int PRIMARY KEY, a int NOT NULL, b int,"
-     " FOREIGN KEY (a, b) REFERENCES p (a, b)); CREATE INDEX ON c (a, b)",
+     " FOREIGN KEY (a, b) REFERENCES p (a, b)); CREATE INDEX ON c (a, b)"),
      ("nullable_fk_column", W, "c(a, b)")),
-    ("CREATE TABLE p (id int PRIMARY KEY);"
-     "CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p(id)); CREATE INDEX ON c (p_id)",
+    (("CREATE TABLE p (id int PRIMARY KEY);"
+     "CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p(id)); CREATE INDEX ON c (p_id)"),
      ("nullable_fk_column", I, "c(p_id)")),
     ("CREATE TABLE big (id serial PRIMARY KEY); SELECT setval('big_id_seq', 2000000000)",
      ("sequence_exhaustion", C, "big_id_seq")),
