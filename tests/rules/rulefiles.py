@@ -20,9 +20,22 @@ import yaml
 from vigil.paths import DEPLOY_DIR, REPO_ROOT, RULES_DIR
 
 __all__ = [
-    "Rule", "load_rules", "rule_files", "promtool_test_files", "load_test_file", "parse_duration",
-    "selected_metrics", "lint_rule", "lint_rules", "known_metrics", "min_rate_range",
-    "runbook_anchors", "runbook_anchor", "SEVERITIES", "RATE_FUNCTIONS",
+    "RATE_FUNCTIONS",
+    "SEVERITIES",
+    "Rule",
+    "known_metrics",
+    "lint_rule",
+    "lint_rules",
+    "load_rules",
+    "load_test_file",
+    "min_rate_range",
+    "parse_duration",
+    "promtool_test_files",
+    "rule_files",
+    "runbook_anchor",
+    "runbook_anchors",
+    "selected_metrics",
+    "time_compressed_copy",
 ]
 
 SEVERITIES = ("critical", "warning", "info")
@@ -321,3 +334,28 @@ def runbook_anchors(runbook: Path = RULES_DIR / "runbook.md") -> dict[str, str]:
         elif current is not None:
             sections[current] += line + "\n"
     return sections
+
+
+# --- time compression for tests on a 1 s stack ------------------------------------------------
+
+def time_compressed_copy(dest: Path, *, alert_for: str = "1s",
+                         paths: Iterable[Path] | None = None) -> list[Path]:
+    """Copy the rule files into dest with every alert's `for` set to alert_for.
+
+    The test stack scrapes and evaluates every second, but production alerts wait minutes
+    (`for: 2m`). Expressions and range windows stay as they are, so only alerts whose
+    expression has no long range (TargetConfigDrift, TargetDbPoolExhausted) fire promptly
+    in such a copy; labels and annotations are unchanged.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in paths if paths is not None else rule_files():
+        doc = yaml.safe_load(path.read_text())
+        for group in doc.get("groups", []):
+            for rule in group.get("rules", []):
+                if "alert" in rule:
+                    rule["for"] = alert_for
+        target = dest / path.name
+        target.write_text(yaml.safe_dump(doc, sort_keys=False))
+        out.append(target)
+    return out

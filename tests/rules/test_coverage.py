@@ -14,9 +14,9 @@ from tests.rules.rulefiles import (
     load_rules,
     load_test_file,
     parse_duration,
+    promtool_test_files,
     rule_files,
     runbook_anchors,
-    promtool_test_files,
 )
 from vigil.paths import DEPLOY_DIR, RULES_DIR
 

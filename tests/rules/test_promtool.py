@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import require_binary
-from tests.rules.rulefiles import rule_files, promtool_test_files
+from tests.rules.rulefiles import promtool_test_files, rule_files
 from vigil.paths import RULES_DIR
 
 
