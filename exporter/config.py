@@ -106,7 +106,7 @@ class CorsConfig(_CheckBase):
     request_headers: list[HeaderName] = []
     credentials: bool = True  # the front-end sends cookies/Authorization (credentials: 'include')
     disallowed_origins: list[Origin] = []  # extra origins that must NOT be accepted
-    simple_requests: list[Method] = ["GET", "HEAD"]  # actual requests sent after the preflights
+    simple_requests: list[Method] = ["GET"]  # actual requests sent after the preflights
     concurrency: int = Field(16, ge=1, le=256)
     request_timeout: float = Field(5.0, gt=0)
 
@@ -326,6 +326,9 @@ def parse_config(data: Any, file: str | Path | None = None) -> ExporterConfig:
                     value = getattr(target.env, attr)
                     if value and not Path(value).is_absolute():
                         setattr(target.env, attr, str(base / value))
+            resolve = getattr(target.schema_, "resolve_paths", None)
+            if resolve is not None:
+                target.schema_ = resolve(base)
             if target.tls_ca_file and not Path(target.tls_ca_file).is_absolute():
                 target.tls_ca_file = str(base / target.tls_ca_file)
     return config

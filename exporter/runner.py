@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vigil.config import ConfigError
 from vigil.exporter.base import Check, CheckError, CheckResult, Finding, Severity
 
 __all__ = ["CheckRunner", "run_check", "safe_error"]
@@ -24,7 +25,7 @@ INNER_SHARE = 0.9
 def safe_error(exc: BaseException) -> str:
     """Text for a failed check: a CheckError's message, otherwise only the exception's type
     (a foreign exception's message may quote a secret value)."""
-    if isinstance(exc, CheckError):
+    if isinstance(exc, (CheckError, ConfigError)):  # both are written never to hold values
         return str(exc)
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
