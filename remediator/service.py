@@ -57,3 +57,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 main = exit_on_error(run)
+
+
+if __name__ == "__main__":
+    main()

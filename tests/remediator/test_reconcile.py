@@ -1,0 +1,81 @@
+"""A remediator killed mid-procedure: the next start finds the attempts and reconciles them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from tests.harness import wait_for
+from tests.remediator.conftest import (
+    WEBHOOK_AUTH, alert, incidents, notification, timeline, wait_until,
+)
+from vigil.procs import ManagedProcess, free_port
+from vigil.remediator.store import Store
+
+APPEND = "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')"
+
+
+def procedures(tmp_path: Path, wait: str) -> list[dict[str, Any]]:
+    out = []
+    for name, idempotent in (("again", True), ("once", False)):
+        out.append({"name": name, "match": [f'alertname="{name}Alert"'], "idempotent": idempotent,
+                    "cooldown": "1h",
+                    "params": {"svc": {"label": "service", "pattern": "[a-z]+"}}, "target": "${svc}",
+                    "steps": [{"action": "command",
+                               "argv": [sys.executable, "-c", APPEND, str(tmp_path / "runs"), "${svc}"]},
+                              {"action": "wait", "seconds": wait}]})
+    return out
+
+
+async def test_crash_mid_procedure_is_reconciled_on_start(make_config: Any, start_remediator: Any,
+                                                          start_process: Any, pg_url: str,
+                                                          tmp_path: Path, secrets_dir: Path) -> None:
+    config_path = tmp_path / "crashy.yml"
+    config_path.write_text(yaml.safe_dump({
+        "database_url": pg_url, "replica_id": "replica-a",
+        "webhook": {"bearer_token_file": str(secrets_dir / "webhook-token")},
+        "procedures": procedures(tmp_path, "10m")}))
+    port = free_port()
+    proc = start_process(ManagedProcess(
+        name="remediator", log_path=tmp_path / "remediator.log",
+        argv=[sys.executable, "-m", "vigil.remediator.service", f"--config.file={config_path}",
+              f"--web.listen-address=127.0.0.1:{port}"],
+        ready_url=f"http://127.0.0.1:{port}/-/ready"))
+    body = notification(alert("againAlert", "aa", labels={"service": "x"}),
+                        alert("onceAlert", "bb", labels={"service": "y"}))
+    resp = requests.post(f"http://127.0.0.1:{port}/api/v1/alerts", json=body, headers=WEBHOOK_AUTH,
+                         timeout=10)
+    assert resp.status_code == 200, resp.text
+    store = Store(pg_url)
+
+    def both_running() -> bool:
+        rows = store.list_incidents()
+        states = [a["state"] for r in rows for a in (store.timeline(r["id"]) or {})["attempts"]]
+        return states == ["running", "running"]
+
+    wait_for(both_running, timeout=30, what="both procedures to be running")
+    wait_for(lambda: len((tmp_path / "runs").read_text().split()) == 2, what="first steps ran")
+    proc.kill()  # SIGKILL: no clean-up at all
+    store.dispose()
+
+    # the replacement (same replica id, as a restarted pod would have) reconciles on start
+    config = make_config(procedures(tmp_path, "0s"), replica_id="replica-a")
+    client = await start_remediator(config, pg_url)
+
+    async def settled() -> Any:
+        rows = {r["fingerprint"]: r["state"] for r in await incidents(client)}
+        return rows if rows == {"aa": "resolved", "bb": "escalated"} else None
+
+    await wait_until(settled, what="idempotent re-run and non-idempotent escalation")
+    rows = {r["fingerprint"]: r for r in await incidents(client)}
+    again = await timeline(client, rows["aa"]["id"])
+    assert [a["state"] for a in again["attempts"]] == ["failed", "succeeded"]
+    assert "interrupted" in again["attempts"][0]["reason"]
+    once = await timeline(client, rows["bb"]["id"])
+    assert [a["state"] for a in once["attempts"]] == ["failed"]
+    assert "not idempotent" in rows["bb"]["reason"]
+    assert sorted((tmp_path / "runs").read_text().split()) == ["x", "x", "y"]
