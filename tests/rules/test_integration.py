@@ -101,6 +101,17 @@ def test_injected_faults_reach_the_remediator_with_their_labels(
         wait_for(lambda: firing(pager, "TargetDbPoolExhausted"), timeout=30,
                  what="TargetDbPoolExhausted at the pager")
 
+        # Inhibition: with the pool exhausted, database requests answer 503, so the
+        # non-remediable warning TargetErrorRateHigh fires for the same target; the critical
+        # TargetDbPoolExhausted inhibits it, so no human ticket is raised for it.
+        def error_rate_alert_inhibited() -> bool:
+            demo_target.api("GET", "/api/v1/items", timeout=5)
+            resp = requests.get(f"{am_url}/api/v2/alerts", timeout=5,
+                                params={"filter": 'alertname="TargetErrorRateHigh"'})
+            return any(a["status"]["inhibitedBy"] for a in resp.json())
+        wait_for(error_rate_alert_inhibited, timeout=60, interval=0.1,
+                 what="TargetErrorRateHigh in Alertmanager, inhibited by the pool page")
+
         # send_resolved: restoring the config resolves the drift at the remediator
         demo_target.admin("POST", "/admin/config/restore")
         wait_for(lambda: firing(remediator, "TargetConfigDrift", "resolved"), timeout=60,
@@ -113,6 +124,8 @@ def test_injected_faults_reach_the_remediator_with_their_labels(
         assert {n["receiver"] for n in remediator.received} == {"vigil-remediator"}
         # a remediable warning is the remediator's alone: no human sees it
         assert firing(pager, "TargetConfigDrift") == [] and firing(tickets, "TargetConfigDrift") == []
+        # the inhibited warning never reached the ticket queue
+        assert firing(tickets, "TargetErrorRateHigh") == []
         # non-remediable alerts never reach the remediator
         assert all(a["labels"].get("remediation") == "auto" for a in remediator.alerts())
     finally:
