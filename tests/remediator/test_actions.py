@@ -213,3 +213,27 @@ async def test_silence_held_while_running_then_expired(make_config: Any, start_r
     assert silences("active") == []
     tl = await timeline(client, inc["id"])
     assert [s["name"] for s in tl["attempts"][0]["steps"]] == ["1-silence", "2-wait", "expire-silences"]
+
+
+async def test_http_5xx_is_retried_and_the_host_breaker_opens(make_config: Any,
+                                                              start_remediator: Any) -> None:
+    from tests.harness import WebhookReceiver
+
+    sink = WebhookReceiver(status=503).start()
+    try:
+        proc = procedure("notify", params={"n": {"label": "n", "pattern": "[0-9]"}}, target="${n}",
+                         steps=[{"action": "http", "url": sink.url, "body": {"n": "${n}"},
+                                 "retries": 2, "retry_backoff": "10ms"}])
+        client = await start_remediator(make_config([proc]))
+        tl = await run_one(client, "e1", "notifyAlert", {"n": "1"})
+        assert "HTTP 503" in tl["attempts"][0]["steps"][0]["output"]
+        assert "(after 3 tries)" in tl["attempts"][0]["steps"][0]["output"]
+        assert len(sink.received) == 3 and sink.received[0] == {"n": "1"}
+        await run_one(client, "e2", "notifyAlert", {"n": "2"})  # 6 failures: the breaker opens
+        tl = await run_one(client, "e3", "notifyAlert", {"n": "3"})
+        assert "circuit breaker" in tl["attempts"][0]["steps"][0]["output"]
+        assert len(sink.received) == 5  # opened after the 5th failure; no more calls
+        metrics = await (await client.get("/metrics")).text()
+        assert f'vigil_circuit_breaker_state{{breaker="127.0.0.1:{sink.port}"}} 1.0' in metrics
+    finally:
+        sink.stop()
