@@ -77,10 +77,11 @@ class DatabaseSource(StrictModel):
 # --- declared YAML spec ----------------------------------------------------------------------
 
 class SpecColumn(StrictModel):
-    """A declared column. Omit `default` to not compare it; `default: null` means no default."""
+    """A declared column. Omit `nullable` or `default` to not compare them; `default: null` means
+    no default."""
 
     type: str
-    nullable: bool = True
+    nullable: bool | None = None
     default: str | None = None
     default_set: bool = Field(default=False, exclude=True)
 

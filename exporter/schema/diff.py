@@ -112,7 +112,7 @@ def _diff_columns(name: str, exp: Table, act: Table, add, loose: bool,  # type: 
             continue
         if ec.type and not _types_equal(ec.type, ac.type, loose):
             add("type_mismatch", W, subject, f"column {subject} is {ac.type}, expected {ec.type}")
-        if ec.nullable != ac.nullable and act.kind == "table":
+        if ec.nullable_known and ec.nullable != ac.nullable and act.kind == "table":
             add("nullability_mismatch", W, subject,
                 f"column {subject} is {'NULL' if ac.nullable else 'NOT NULL'}, expected "
                 f"{'NULL' if ec.nullable else 'NOT NULL'}")
@@ -121,7 +121,7 @@ def _diff_columns(name: str, exp: Table, act: Table, add, loose: bool,  # type: 
             if e_def != a_def:
                 add("default_mismatch", W, subject,
                     f"column {subject} default is {a_def or 'none'}, expected {e_def or 'none'}")
-    if not ignore_extra:
+    if not ignore_extra and exp.columns:  # a view or table declared by name only: no extras
         for cname in sorted(set(act.columns) - set(exp.columns)):
             add("extra_column", I, f"{name}.{cname}",
                 f"column {name}.{cname} exists but is not in the expected schema")

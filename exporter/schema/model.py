@@ -35,6 +35,7 @@ class Column:
     nullable: bool = True
     default: str | None = None  # normalized expression, None = no default
     default_known: bool = True  # False: the source did not say (a YAML spec without default:)
+    nullable_known: bool = True  # False: a YAML spec without nullable:
     identity: str = ""  # "", "always", "by default"
     generated: str = ""  # generated column expression
 
@@ -123,7 +124,7 @@ class Snapshot:
             tables[tname] = {
                 "kind": t.kind,
                 "partition_of": t.partition_of,
-                "columns": {c: _strip(asdict(t.columns[c]), "name", "default_known")
+                "columns": {c: _strip(asdict(t.columns[c]), "name", "default_known", "nullable_known")
                             for c in sorted(t.columns)},
                 "primary_key": list(t.primary_key.columns) if t.primary_key else None,
                 "unique": sorted([list(u.columns) for u in t.unique]),

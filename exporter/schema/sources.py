@@ -78,13 +78,15 @@ def snapshot_from_spec(spec: SchemaSpec, live: Snapshot) -> Snapshot:
         table = snap.tables[name] = Table(name=name)
         for cname, col in st.columns.items():
             table.columns[cname] = Column(
-                name=cname, type=normalize_type(col.type), nullable=col.nullable,
+                name=cname, type=normalize_type(col.type), nullable=col.nullable is not False,
+                nullable_known=col.nullable is not None,
                 default=normalize_default(col.default), default_known=col.default_set)
         if st.primary_key:
             table.primary_key = PrimaryKey(tuple(st.primary_key))
             for c in st.primary_key:
                 if c in table.columns:
                     table.columns[c].nullable = False
+                    table.columns[c].nullable_known = True
         table.unique = [UniqueConstraint(tuple(u)) for u in st.unique]
         for fk in st.foreign_keys:
             ref_table, ref_cols = fk.target()

@@ -121,12 +121,13 @@ async def test_declared_spec_matches_and_then_reports(pg_url: str, tmp_path: Pat
     spec_file = tmp_path / "schema.yaml"
     bad = {**SPEC, "required_tables": ["items", "ai_insights"]}
     bad["tables"] = {**SPEC["tables"], "users": {**SPEC["tables"]["users"], "columns": {
-        **SPEC["tables"]["users"]["columns"], "name": "text", "age": "int"}}}
+        **SPEC["tables"]["users"]["columns"], "name": "text", "age": "int",
+        "email": {"type": "text", "nullable": True}}}}
     spec_file.write_text(yaml.safe_dump(bad))
     result = await run_check(pg_url, {"spec_file": str(spec_file)})
     got = {(f.rule, f.severity, f.subject) for f in result.findings}
     assert {("missing_table", C, "ai_insights"), ("missing_column", C, "users.age"),
-            ("type_mismatch", W, "users.name")} <= got
+            ("type_mismatch", W, "users.name"), ("nullability_mismatch", W, "users.email")} == got
     assert consistent(result) == 0.0
 
 
