@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,7 @@ class Stack:
 
     workdir: Path
     time_scale: float = 60.0
+    am_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     ports: dict[str, int] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
     target: DemoTarget | None = None
@@ -151,7 +152,8 @@ class Stack:
             port = self.ports[spec.job]
             proc = ManagedProcess(
                 name=spec.job,
-                argv=[sys.executable, "-m", spec.module, f"--config.file={config}",
+                argv=[sys.executable, "-c", f"from {spec.module} import main; main()",
+                      f"--config.file={config}",
                       f"--web.listen-address=127.0.0.1:{port}"],
                 log_path=self.workdir / "logs" / f"{spec.job}.log",
                 ready_url=f"http://127.0.0.1:{port}/-/healthy",
@@ -165,8 +167,11 @@ class Stack:
         log("starting alertmanager")
         am_config: dict[str, Any] | Path
         if (DEPLOY_DIR / "alertmanager.yml").exists() and "vigil-remediator" in self.services:
-            am_config = self.generated(
-                "alertmanager.yml", lambda d: scale_alertmanager_config(d, self.time_scale))
+            def transform(doc: dict[str, Any]) -> dict[str, Any]:
+                doc = scale_alertmanager_config(doc, self.time_scale)
+                return self.am_transform(doc) if self.am_transform else doc
+
+            am_config = self.generated("alertmanager.yml", transform)
         else:
             am_config = alertmanager_config(None)
         am, _ = start_alertmanager(self.workdir / "alertmanager", am_config,

@@ -18,6 +18,7 @@ __all__ = ["main", "SUBCOMMANDS"]
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("vigil.demo.stack", "main", "run the whole loop on one machine on embedded defaults"),
     "demo-target": ("vigil.demo.target", "main", "run only the demo target web API"),
+    "scenarios": ("vigil.demo.scenarios", "main", "run fault scenarios on the real loop and score them"),
     "validate": ("vigil.exporter.validate", "main", "run all checks once as a deploy gate"),
     "schema": ("vigil.exporter.schema.cli", "main", "schema tools (baseline, diff)"),
     "check-config": ("vigil.checkconfig", "main", "validate a Vigil configuration file"),

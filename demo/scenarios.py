@@ -1,0 +1,446 @@
+"""`vigil scenarios`: fault scenarios on the whole real loop, measured from the real components.
+
+Each scenario injects one fault into the demo target (or its config, secrets or database),
+declares the ground-truth failure moment (when users would be hurt) and what should happen
+(auto-remediation, escalation to a human, or detection only), then watches. Every measured
+timestamp comes from a real component: the Prometheus `ALERTS` series, what Alertmanager
+delivered to the human receivers, and the remediator's incident rows. See docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from vigil.demo.stack import Stack
+from vigil.service import ArgumentParser
+
+__all__ = ["Scenario", "ScenarioResult", "SCENARIOS", "run_scenario", "main"]
+
+MiB = 1024 * 1024
+# Alerts about Vigil's own plumbing are not consequences of a target fault; they are
+# counted like any other alert (a false positive when they fire with no fault behind them).
+
+
+@dataclass
+class Context:
+    """What a scenario's hooks can reach."""
+
+    stack: Stack
+    t0: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target(self) -> Any:
+        assert self.stack.target is not None
+        return self.stack.target
+
+    def metric(self, name: str) -> float:
+        value = self.target.metric(name)
+        return float(value) if value is not None else 0.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One fault, its ground truth, and the outcome Vigil should reach."""
+
+    name: str
+    summary: str
+    kind: str  # resource | error | config | control
+    inject: Callable[[Context], None]
+    failure_moment: Callable[[Context], float | None]  # epoch seconds, None when no user harm
+    root_cause: str  # the alert that names the true cause
+    related: str  # regex of alert names that legitimately follow from this fault
+    expect: str  # auto | escalate | detect | none
+    duration: float  # seconds to watch at most
+    recover: Callable[[Context], None] | None = None  # e.g. a downstream that heals later
+    recover_after: float = 0.0
+    primary_metric: str = ""  # PromQL drawn in the timeline
+
+
+def _leak(rate: int) -> Callable[[Context], None]:
+    def inject(ctx: Context) -> None:
+        ctx.notes["rss0"] = ctx.metric("process_resident_memory_bytes")
+        ctx.notes["limit"] = ctx.metric("demo_memory_limit_bytes")
+        ctx.notes["rate"] = rate
+        ctx.target.inject(memory_growth_bytes_per_second=rate)
+    return inject
+
+
+def _leak_failure(ctx: Context) -> float:
+    return ctx.t0 + (ctx.notes["limit"] - ctx.notes["rss0"]) / ctx.notes["rate"]
+
+
+def _disk(rate: int) -> Callable[[Context], None]:
+    def inject(ctx: Context) -> None:
+        ctx.notes["used0"] = ctx.metric("demo_disk_usage_bytes")
+        ctx.notes["capacity"] = ctx.metric("demo_disk_capacity_bytes")
+        ctx.notes["rate"] = rate
+        ctx.target.inject(disk_growth_bytes_per_second=rate)
+    return inject
+
+
+def _disk_failure(ctx: Context) -> float:
+    return ctx.t0 + (ctx.notes["capacity"] - ctx.notes["used0"]) / ctx.notes["rate"]
+
+
+def _now(ctx: Context) -> float:
+    return ctx.t0
+
+
+def _never(ctx: Context) -> None:
+    return None
+
+
+def _write_secret(value: str) -> Callable[[Context], None]:
+    def inject(ctx: Context) -> None:
+        path = ctx.stack.workdir / "secrets" / "demo-api-key"
+        ctx.notes["secret_backup"] = path.read_text()
+        path.write_text(value)
+    return inject
+
+
+def _rename_table(ctx: Context) -> None:
+    db = ctx.target.state_dir / "demo.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE orders RENAME TO orders_archive")
+    ctx.notes["renamed"] = True
+
+
+def _corrupt_baseline_then_drift(ctx: Context) -> None:
+    """The baseline on disk is itself wrong: restoring it cannot fix the drift."""
+    ctx.target.inject(cors_drift=True)
+    live = ctx.target.state_dir / "config.yaml"
+    baseline = ctx.target.state_dir / "config.baseline.yaml"
+    ctx.notes["baseline_backup"] = baseline.read_text()
+    baseline.write_text(live.read_text())
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("memory_leak", "memory grows 8 MiB/s towards the 512 MiB limit; predicted, then restarted",
+             "resource", _leak(8 * MiB), _leak_failure, "TargetMemoryExhaustionPredicted",
+             r"TargetMemoryExhaustionPredicted|ForecastThresholdBreachPredicted|ForecastAnomalySustained",
+             "auto", 90, primary_metric='process_resident_memory_bytes{job="demo"}'),
+    Scenario("disk_growth", "spool grows 4 MiB/s towards the 256 MiB volume; predicted, then cleaned",
+             "resource", _disk(4 * MiB), _disk_failure, "TargetDiskFillPredicted",
+             r"TargetDiskFillPredicted|ForecastThresholdBreachPredicted|ForecastAnomalySustained",
+             "auto", 90, primary_metric='demo_disk_usage_bytes{job="demo"}'),
+    Scenario("downstream_error_storm", "the pricing dependency fails; the breaker opens, then recovers",
+             "error", lambda c: c.target.inject(downstream_errors=True), _now, "TargetDownstreamErrors",
+             r"TargetDownstreamErrors|TargetErrorRateHigh|ErrorBudget.*|ForecastAnomalySustained|"
+             r"TargetTrafficAnomaly",
+             "auto", 90, recover=lambda c: c.target.inject(downstream_errors=False), recover_after=20,
+             primary_metric='sum(rate(demo_downstream_requests_total{job="demo",result="error"}[5s]))'),
+    Scenario("latency_degradation", "every API request gets 0.6 s slower; detected and escalated",
+             "error", lambda c: c.target.inject(latency_seconds=0.6), _now, "TargetLatencyDegraded",
+             r"TargetLatencyDegraded|ErrorBudget.*|Forecast.*|TargetTrafficAnomaly|VigilCheckFailing",
+             "escalate", 60,
+             primary_metric='histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{job="demo"}[10s])))'),
+    Scenario("cors_drift", "PATCH drops out of the allowed CORS methods; config restored",
+             "config", lambda c: c.target.inject(cors_drift=True), _now, "CorsMethodBlocked",
+             r"CorsMethodBlocked|TargetConfigDrift|ConfigScoreDropping", "auto", 60,
+             primary_metric='min(vigil_cors_preflight_allowed{method="PATCH"})'),
+    Scenario("secret_placeholder", "the API key secret becomes a placeholder; detected and escalated",
+             "config", _write_secret("changeme"), _never, "SecretPlaceholder",
+             r"SecretPlaceholder|EnvInvalid|ConfigScoreDropping", "escalate", 60,
+             primary_metric="min(vigil_env_valid)"),
+    Scenario("schema_drift", "table orders renamed while code still queries it; detected",
+             "config", _rename_table, _now, "CodeReferencesMissingTable",
+             r"CodeReferencesMissingTable|SchemaInconsistent|SchemaDrift|ConfigScoreDropping|"
+             r"TargetErrorRateHigh|ErrorBudget.*",
+             "escalate", 60, primary_metric="min(vigil_schema_consistent)"),
+    Scenario("pool_exhaustion", "every DB pool connection is held; restarted",
+             "resource", lambda c: c.target.inject(pool_exhaustion=True), _now, "TargetDbPoolExhausted",
+             r"TargetDbPoolExhausted|TargetErrorRateHigh|ErrorBudget.*|VigilCheckFailing|"
+             r"TargetTrafficAnomaly",
+             "auto", 60, primary_metric='demo_db_pool_connections_in_use{job="demo"}'),
+    Scenario("no_procedure", "half of all requests fail; no procedure matches, so a human is paged",
+             "error", lambda c: c.target.inject(error_rate=0.5), _now, "TargetErrorRateHigh",
+             r"TargetErrorRateHigh|ErrorBudget.*|VigilCheckFailing|Forecast.*|TargetTrafficAnomaly",
+             "escalate", 60,
+             primary_metric='sum(rate(http_requests_total{job="demo",status=~"5.."}[5s]))'),
+    Scenario("verification_fails", "config drift whose baseline is also wrong; restore fails, rolled back and escalated",
+             "config", _corrupt_baseline_then_drift, _now, "TargetConfigDrift",
+             r"TargetConfigDrift|CorsMethodBlocked|ConfigScoreDropping|VigilRemediationFailed",
+             "escalate", 75, primary_metric='demo_config_drift{job="demo"}'),
+    Scenario("control", "seasonal load and no fault: every alert is a false positive",
+             "control", lambda c: None, _never, "", r"(?!)", "none", 600,
+             primary_metric='sum(rate(http_requests_total{job="demo"}[10s]))'),
+)
+
+
+@dataclass
+class ScenarioResult:
+    """What the real components recorded during one scenario."""
+
+    name: str
+    kind: str
+    expect: str
+    t0: float
+    end: float
+    failure_moment: float | None
+    alerts: dict[str, dict[str, float]]  # alertname -> {"first": ts, "last": ts}
+    false_positive_alerts: list[str]
+    detection_seconds: float | None
+    predicted: bool | None  # None when there is no failure moment to predict
+    lead_seconds: float | None
+    remediation_start_seconds: float | None
+    recovery_seconds: float | None
+    outcome: str  # auto_resolved | escalated | detected | failed | missed | quiet
+    root_cause_detected: bool
+    incidents: list[dict[str, Any]]
+    human_deliveries: list[str]
+    series: list[tuple[float, float]] = field(default_factory=list)
+    forecast: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _query_range(stack: Stack, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+    resp = requests.get(f"{stack.url('prometheus')}/api/v1/query_range", timeout=10,
+                        params={"query": expr, "start": start, "end": end, "step": "1s"})
+    resp.raise_for_status()
+    return list(resp.json()["data"]["result"])
+
+
+def firing_alerts(stack: Stack, start: float, end: float) -> dict[str, dict[str, float]]:
+    """First and last firing time of each alert name, from Prometheus' ALERTS series."""
+    out: dict[str, dict[str, float]] = {}
+    for series in _query_range(stack, 'ALERTS{alertstate="firing"}', start, end):
+        name = series["metric"]["alertname"]
+        times = [float(t) for t, _ in series["values"]]
+        entry = out.setdefault(name, {"first": min(times), "last": max(times)})
+        entry["first"] = min(entry["first"], min(times))
+        entry["last"] = max(entry["last"], max(times))
+    return out
+
+
+def _incidents(stack: Stack, since: float) -> list[dict[str, Any]]:
+    """The remediator's incident rows opened since a time (its SQLite store in the demo)."""
+    db = stack.workdir / "state" / "remediator.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute("SELECT * FROM incidents ORDER BY id").fetchall()
+        attempts = conn.execute("SELECT incident_id, state, verification FROM attempts").fetchall()
+    by_incident: dict[int, list[dict[str, Any]]] = {}
+    for a in attempts:
+        by_incident.setdefault(a["incident_id"], []).append(dict(a))
+    out = []
+    for row in rows:
+        item = dict(row)
+        opened = _ts(item.get("opened_at"))
+        if opened is None or opened < since:
+            continue
+        for key in ("opened_at", "remediating_at", "resolved_at", "escalated_at", "failed_at",
+                    "alert_starts_at", "alert_resolved_at"):
+            item[key] = _ts(item.get(key))
+        item["attempts"] = by_incident.get(item["id"], [])
+        out.append({k: item[k] for k in ("id", "alertname", "procedure", "state", "reason",
+                                        "opened_at", "remediating_at", "resolved_at",
+                                        "escalated_at", "failed_at", "alert_starts_at", "attempts")
+                    if k in item})
+    return out
+
+
+def _ts(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    from datetime import datetime, timezone
+
+    text = str(value).replace("Z", "+00:00")
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def reset(stack: Stack, ctx: Context | None = None) -> None:
+    """Undo every fault and wait until no alert fires (or 60 s pass)."""
+    target = stack.target
+    assert target is not None
+    if ctx is not None:
+        if "secret_backup" in ctx.notes:
+            (stack.workdir / "secrets" / "demo-api-key").write_text(ctx.notes["secret_backup"])
+        if "baseline_backup" in ctx.notes:
+            (target.state_dir / "config.baseline.yaml").write_text(ctx.notes["baseline_backup"])
+        if ctx.notes.get("renamed"):
+            with sqlite3.connect(target.state_dir / "demo.db") as conn:
+                conn.execute("ALTER TABLE orders_archive RENAME TO orders")
+    target.clear()
+    target.admin("POST", "/admin/restart")
+    target.admin("POST", "/admin/config/restore")
+    target.admin("POST", "/admin/circuit-breaker", {"state": "closed"})
+    target.admin("POST", "/admin/disk/cleanup")
+    deadline = time.monotonic() + 60
+    quiet_since: float | None = None
+    while time.monotonic() < deadline:
+        firing = stack.query('ALERTS{alertstate="firing"}')
+        if not firing:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= 3:
+                return
+        else:
+            quiet_since = None
+        time.sleep(1)
+
+
+def _settled(scenario: Scenario, incidents: list[dict[str, Any]], alerts: dict[str, Any],
+             now: float) -> bool:
+    """Stop watching early once the expected outcome is final."""
+    if scenario.expect == "auto":
+        return any(i["state"] == "resolved" for i in incidents if i["alertname"] == scenario.root_cause)
+    if scenario.expect == "escalate":
+        return any(i["state"] in ("escalated", "failed") for i in incidents) or (
+            scenario.root_cause in alerts and now - alerts[scenario.root_cause]["first"] > 10)
+    return False
+
+
+def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: float | None = None,
+                 log: Callable[[str], None] = print) -> ScenarioResult:
+    """Inject one scenario's fault, watch the real loop, and measure it."""
+    ctx = Context(stack)
+    reset(stack)
+    human_before = len(human.received)
+    ctx.t0 = time.time()
+    scenario.inject(ctx)
+    failure = scenario.failure_moment(ctx)
+    log(f"[{scenario.name}] fault injected at {time.strftime('%H:%M:%S', time.localtime(ctx.t0))}"
+        + (f"; users hurt at +{failure - ctx.t0:.0f}s" if failure else ""))
+    limit = duration if duration is not None else scenario.duration
+    recovered = False
+    seen: set[str] = set()
+    while time.time() - ctx.t0 < limit:
+        time.sleep(1)
+        now = time.time()
+        if scenario.recover and not recovered and now - ctx.t0 >= scenario.recover_after:
+            scenario.recover(ctx)
+            recovered = True
+            log(f"[{scenario.name}] +{now - ctx.t0:.0f}s the dependency recovers")
+        alerts = firing_alerts(stack, ctx.t0, now)
+        for name, span in sorted(alerts.items(), key=lambda kv: kv[1]["first"]):
+            if name not in seen:
+                seen.add(name)
+                since = span["first"] - ctx.t0
+                log(f"[{scenario.name}] " + (f"+{since:.0f}s alert {name} firing" if since >= 0
+                                             else f"alert {name} was already firing"))
+        incidents = _incidents(stack, ctx.t0)
+        if scenario.kind != "control" and _settled(scenario, incidents, alerts, now):
+            break
+    end = time.time()
+    time.sleep(2)  # let the last evaluation land
+    alerts = firing_alerts(stack, ctx.t0, end)
+    incidents = _incidents(stack, ctx.t0)
+    related = re.compile(rf"^(?:{scenario.related})$")
+    false_pos = sorted(n for n in alerts if not related.match(n))
+    relevant = [s["first"] for n, s in alerts.items() if related.match(n)]
+    detection = min(relevant) - ctx.t0 if relevant else None
+    predicted = None if failure is None else (detection is not None and ctx.t0 + detection < failure)
+    lead = (failure - (ctx.t0 + detection)) if failure is not None and detection is not None else None
+    mine = [i for i in incidents if related.match(i.get("alertname") or "")]
+    starts = [i["remediating_at"] for i in mine if i.get("remediating_at")]
+    resolved = [i for i in mine if i["state"] == "resolved" and i.get("resolved_at")
+                and any(a.get("verification") == "passed" for a in i["attempts"])]
+    escalated = [i for i in mine if i["state"] in ("escalated", "failed")]
+    human_new = human.received[human_before:]
+    human_alerts = sorted({a["labels"].get("alertname", "") for n in human_new
+                           for a in n.get("alerts", []) if a.get("status") == "firing"})
+    if scenario.kind == "control":
+        outcome = "quiet" if not alerts else "false_alarm"
+    elif resolved:
+        outcome = "auto_resolved"
+    elif escalated or (scenario.root_cause in human_alerts and scenario.expect != "auto"):
+        outcome = "escalated"
+    elif detection is not None:
+        outcome = "detected"
+    else:
+        outcome = "missed"
+    recovery = min(i["resolved_at"] for i in resolved) - ctx.t0 if resolved else None
+    series: list[tuple[float, float]] = []
+    if scenario.primary_metric:
+        try:
+            data = _query_range(stack, scenario.primary_metric, ctx.t0 - 10, end)
+            if data:
+                series = [(float(t), float(v)) for t, v in data[0]["values"]]
+        except requests.RequestException:
+            series = []
+    result = ScenarioResult(
+        name=scenario.name, kind=scenario.kind, expect=scenario.expect, t0=ctx.t0, end=end,
+        failure_moment=failure, alerts=alerts, false_positive_alerts=false_pos,
+        detection_seconds=detection, predicted=predicted, lead_seconds=lead,
+        remediation_start_seconds=(min(starts) - ctx.t0) if starts else None,
+        recovery_seconds=recovery, outcome=outcome,
+        root_cause_detected=scenario.root_cause in alerts, incidents=mine,
+        human_deliveries=human_alerts, series=series)
+    log(f"[{scenario.name}] outcome {outcome}" + (f", recovered in {recovery:.0f}s" if recovery else ""))
+    reset(stack, ctx)
+    return result
+
+
+def _human_receivers(doc: dict[str, Any], url: str) -> dict[str, Any]:
+    """Point every receiver without integrations at the scenario's sink, to see human pages."""
+    for receiver in doc.get("receivers", []):
+        if not any(k.endswith("_configs") for k in receiver):
+            receiver["webhook_configs"] = [{"url": url, "send_resolved": True}]
+    return doc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run fault scenarios on the real loop and print the scorecard."""
+    from vigil.demo.scorecard import Scorecard
+    from vigil.sink import WebhookReceiver
+
+    names = [s.name for s in SCENARIOS]
+    parser = ArgumentParser(prog="vigil scenarios", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"scenarios to run (default: all): "
+                        f"{', '.join(names)}")
+    parser.add_argument("--output-dir", default="scenario-results",
+                        help="where to write scorecard.json, scorecard.md and timeline PNGs")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="watch each scenario at most this long (default: its own)")
+    parser.add_argument("--control-duration", type=float, default=None,
+                        help="length of the control run (default: 600 s)")
+    parser.add_argument("--workdir", default=None, help="stack working directory (default: temp)")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in names]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    chosen = [s for s in SCENARIOS if not args.names or s.name in args.names]
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vigil-scenarios-"))
+    human = WebhookReceiver().start()
+    stack = Stack(workdir, am_transform=lambda d: _human_receivers(d, human.url))
+    results: list[ScenarioResult] = []
+    try:
+        print(f"starting the stack in {workdir}", flush=True)
+        stack.start(log=lambda m: print(f"  {m}", flush=True))
+        for scenario in chosen:
+            duration = args.control_duration if scenario.kind == "control" else args.duration
+            results.append(run_scenario(stack, scenario, human, duration=duration,
+                                        log=lambda m: print(m, flush=True)))
+    except KeyboardInterrupt:
+        print("interrupted; scoring what ran", file=sys.stderr)
+    except (TimeoutError, RuntimeError, requests.RequestException) as exc:
+        print(f"vigil scenarios: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+        human.stop()
+    card = Scorecard(results)
+    out = Path(args.output_dir)
+    card.write(out)
+    card.print()
+    print(f"\nwrote {out / 'scorecard.json'}, {out / 'scorecard.md'} and timelines in {out}")
+    return 0
