@@ -1,0 +1,89 @@
+"""A short subset of the fault scenarios on the whole real loop: detection, remediation and
+the scorecard's fields (never timings; the full suite is bench/bench_scenarios.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import require_binary
+from vigil.demo.scenarios import SCENARIOS, ScenarioResult, _human_receivers, run_scenario
+from vigil.demo.scorecard import Scorecard
+from vigil.demo.stack import Stack
+from vigil.sink import WebhookReceiver
+
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, WebhookReceiver]]:
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager")
+    human = WebhookReceiver().start()
+    stack = Stack(tmp_path_factory.mktemp("loop"), am_transform=lambda d: _human_receivers(d, human.url))
+    try:
+        stack.start(log=lambda m: None)
+        yield stack, human
+    finally:
+        stack.stop()
+        human.stop()
+        for proc in stack.processes:
+            print(f"--- {proc.name} ---\n{proc.log_tail(30)}")
+
+
+@pytest.fixture(scope="module")
+def results() -> list[ScenarioResult]:
+    return []
+
+
+def test_stack_runs_every_service(loop: tuple[Stack, WebhookReceiver]) -> None:
+    stack, _ = loop
+    assert stack.skipped == []
+    assert set(stack.services) == {"vigil-exporter", "vigil-forecaster", "vigil-remediator"}
+
+
+def test_memory_leak_is_predicted_and_restarted(loop: tuple[Stack, WebhookReceiver],
+                                                results: list[ScenarioResult]) -> None:
+    stack, human = loop
+    result = run_scenario(stack, BY_NAME["memory_leak"], human, log=print)
+    results.append(result)
+    assert result.root_cause_detected, result.alerts
+    assert result.predicted is True  # the first alert came before the declared failure moment
+    assert result.outcome == "auto_resolved", result.incidents
+    assert any(i["procedure"] for i in result.incidents)
+    assert result.recovery_seconds is not None and result.remediation_start_seconds is not None
+
+
+def test_cors_drift_is_detected_and_restored(loop: tuple[Stack, WebhookReceiver],
+                                             results: list[ScenarioResult]) -> None:
+    stack, human = loop
+    result = run_scenario(stack, BY_NAME["cors_drift"], human, log=print)
+    results.append(result)
+    assert "CorsMethodBlocked" in result.alerts or "TargetConfigDrift" in result.alerts
+    assert result.outcome == "auto_resolved", result.incidents
+    assert stack.target is not None
+    assert stack.target.metric("demo_config_drift") == 0
+
+
+def test_short_control_run_and_scorecard(loop: tuple[Stack, WebhookReceiver],
+                                         results: list[ScenarioResult], tmp_path: Path) -> None:
+    stack, human = loop
+    result = run_scenario(stack, BY_NAME["control"], human, duration=20, log=print)
+    results.append(result)
+    assert result.outcome in ("quiet", "false_alarm")
+    assert sorted(result.alerts) == result.false_positive_alerts  # with no fault, every alert is false
+    card = Scorecard(results)
+    card.write(tmp_path)
+    data = json.loads((tmp_path / "scorecard.json").read_text())
+    assert {"predicted_share", "auto_resolved_share", "mttr_mean_seconds", "mttr_p90_seconds",
+            "false_positive_rate", "config_identify_seconds"} <= set(data["aggregate"])
+    assert [t["metric"] for t in data["targets"]] == ["predicted_share", "auto_resolved_share",
+                                                      "mttr_mean_seconds", "false_positive_rate",
+                                                      "config_identify_seconds"]
+    assert data["aggregate"]["scenarios"] == len(results)
+    for r in results:
+        assert (tmp_path / f"{r.name}.png").stat().st_size > 1000
+    assert "| memory_leak |" in (tmp_path / "scorecard.md").read_text()
