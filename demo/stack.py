@@ -231,7 +231,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="divide every rule duration (for, ranges, predict_linear look-ahead) "
                              "by F, so a minute of production time passes in a second "
                              "(default: 60; 1 runs the rules as written)")
+    parser.add_argument("--scenario", metavar="NAME", default=None,
+                        help="run one fault scenario live, print its timeline, then stop "
+                             "(names: see docs/scenarios.md)")
     args = parser.parse_args(argv)
+    if args.scenario is not None:
+        from vigil.demo.scenarios import SCENARIOS
+
+        if args.scenario not in {s.name for s in SCENARIOS}:
+            parser.error(f"unknown scenario {args.scenario!r}; known: "
+                         + ", ".join(s.name for s in SCENARIOS))
     for binary in ("prometheus", "prometheus-alertmanager"):
         try:
             find_binary(binary)
@@ -242,7 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     if args.time_scale <= 0:
         parser.error(f"--time-scale must be positive, got {args.time_scale:g}")
-    stack = Stack(workdir, time_scale=args.time_scale)
+    human = None
+    transform = None
+    if args.scenario is not None:
+        from vigil.demo.scenarios import _human_receivers
+        from vigil.sink import WebhookReceiver
+
+        human = WebhookReceiver().start()
+        transform = lambda doc: _human_receivers(doc, human.url)  # noqa: E731
+    stack = Stack(workdir, time_scale=args.time_scale, am_transform=transform)
     print(f"vigil demo: working directory {workdir}")
     try:
         stack.start(log=lambda m: print(f"  {m}", flush=True))
@@ -258,6 +275,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nTry a fault:  curl -H \"Authorization: Bearer $(cat "
               f"{workdir / 'secrets' / 'demo-admin-token'})\" -d '{{\"cors_drift\": true}}' "
               f"{stack.url('demo')}/admin/faults")
+        if args.scenario is not None:
+            from vigil.demo.scenarios import SCENARIOS, run_scenario
+            from vigil.demo.scorecard import Scorecard
+
+            scenario = next(s for s in SCENARIOS if s.name == args.scenario)
+            print(f"\nscenario {scenario.name}: {scenario.summary}", flush=True)
+            result = run_scenario(stack, scenario, human, duration=args.duration,
+                                  log=lambda m: print(m, flush=True))
+            Scorecard([result]).print()
+            return 0
         print("Press Ctrl-C to stop.\n", flush=True)
         deadline = time.monotonic() + args.duration if args.duration else None
         reported = False
@@ -282,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         stack.stop()
+        if human is not None:
+            human.stop()
         if not args.keep and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     print("vigil demo: stopped cleanly")
