@@ -199,6 +199,7 @@ def _cmd_check(args: Any) -> int:
         return EXIT_USAGE
     worst = 0
     all_findings: list[Finding] = []
+    metrics: dict[str, float] = {}
     for check in checks:
         result = check.run_sync(args.timeout)
         if not result.success:
@@ -208,11 +209,14 @@ def _cmd_check(args: Any) -> int:
         for metric, samples in sorted(result.samples.items()):
             for labels, value in samples[:5]:
                 extra = ",".join(f'{k}="{v}"' for k, v in labels.items() if k != "target")
-                print(f"# {check.name}: {metric}{{{extra}}} {value:g}")
+                metrics[f"{metric}{{{extra}}}" if extra else metric] = value
         all_findings.extend(Finding(rule=f"{check.name}/{f.rule}", severity=f.severity,
                                     subject=f.subject, message=f.message, fix=f.fix,
                                     location=f.location) for f in result.findings)
-    _print_findings(all_findings, args.format)
+    if worst and not all_findings and not metrics:
+        return worst  # nothing ran: "no differences" would be a lie
+    _print_findings(all_findings, args.format, {"metrics": metrics} if args.format == "json"
+                    else {name: f"{value:g}" for name, value in metrics.items()})
     return max(worst, _exit_for(all_findings))
 
 

@@ -525,6 +525,18 @@ def _is_system(ref: TableRef) -> bool:
                                     or ref.schema.lower().startswith("pg_")))
 
 
+def _suggest(name: str, names: list[str]) -> list[str]:
+    """A close existing name: very similar, or fairly similar and sharing a word (ai_*)."""
+    words = set(name.lower().split("_")) - {""}
+    best: list[tuple[float, str]] = []
+    for candidate in names:
+        ratio = difflib.SequenceMatcher(None, name.lower(), candidate.lower()).ratio()
+        shares = bool(words & set(candidate.lower().split("_")))
+        if ratio >= 0.75 or (ratio >= 0.5 and shares):
+            best.append((ratio, candidate))
+    return [max(best)[1]] if best else []
+
+
 def reference_findings(snap: Snapshot, cfg: CodeReferencesConfig,
                        ) -> tuple[list[Finding], dict[str, int]]:
     """Findings for unknown tables (with file:line) and, as info, tables no code references."""
@@ -574,7 +586,7 @@ def reference_findings(snap: Snapshot, cfg: CodeReferencesConfig,
     names = sorted({n for _, n in relations})
     sev = Severity(cfg.missing_severity)
     for (display, location), ref in sorted(missing.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        close = difflib.get_close_matches(ref.name, names, n=1, cutoff=0.5)
+        close = _suggest(ref.name, names)
         hint = f"; did you mean {close[0]}?" if close else ""
         case_hint = ""
         if not fold_all and ref.name.lower() in by_name_ci:
@@ -583,7 +595,8 @@ def reference_findings(snap: Snapshot, cfg: CodeReferencesConfig,
             rule="unknown_table", severity=sev, subject=display,
             message=f"code references {display}, which is not a table or view in the "
                     f"database{case_hint}{hint}",
-            fix=f"use {close[0]}" if close else "create the table or fix the query",
+            fix=f"fix the name (is it {close[0]}?) or create the table" if close
+            else "create the table or fix the query",
             location=location))
     unreferenced = 0
     if cfg.report_unreferenced:

@@ -248,3 +248,14 @@ async def test_sqlite_drift(tmp_path: Path) -> None:
     result = await check(30)
     assert result.samples["vigil_schema_drift"][0][1] == 1.0
     assert [(f.rule, f.subject) for f in result.findings] == [("drift_extra_table", "extra")]
+
+
+def test_cli_check_json_report(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    run_sql(pg_url, SHOP + "CREATE TABLE loose (a int)")
+    assert schema_main(["check", "--url", pg_url, "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["metrics"]["vigil_schema_tables"] == 4.0
+    assert [(f["rule"], f["subject"]) for f in doc["findings"]] == [
+        ("schema_lint/table_without_primary_key", "loose")]
