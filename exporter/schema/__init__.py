@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from .checks import CHECK_NAMES, SchemaCheck, make_schema_checks
 from .config import SchemaCheckConfig
+from .metrics import SAMPLE_FAMILIES
 
-__all__ = ["CHECK_NAMES", "SchemaCheck", "SchemaCheckConfig", "make_schema_checks"]
+__all__ = ["CHECK_NAMES", "SAMPLE_FAMILIES", "SchemaCheck", "SchemaCheckConfig", "make_schema_checks"]

@@ -259,3 +259,21 @@ def test_cli_check_json_report(pg_url: str, capsys: pytest.CaptureFixture[str]) 
     assert doc["metrics"]["vigil_schema_tables"] == 4.0
     assert [(f["rule"], f["subject"]) for f in doc["findings"]] == [
         ("schema_lint/table_without_primary_key", "loose")]
+
+
+async def test_every_sample_family_is_documented(pg_url: str, tmp_path: Path) -> None:
+    from vigil.exporter.schema import SAMPLE_FAMILIES
+
+    run_sql(pg_url, SHOP)
+    baseline = tmp_path / "b.json"
+    assert schema_main(["baseline", "--url", pg_url, "-o", str(baseline)]) == 0
+    cfg = config(pg_url, expected={"spec": {}}, drift={"baseline_file": str(baseline)},
+                 code_references={"paths": [str(tmp_path)]})
+    seen: set[str] = set()
+    for check in make_schema_checks("shop", cfg):
+        result = await check(30)
+        assert result.success, result.error
+        for name, rows in result.samples.items():
+            seen.add(name)
+            assert all(tuple(labels) == SAMPLE_FAMILIES[name][1] for labels, _ in rows)
+    assert seen == set(SAMPLE_FAMILIES)
