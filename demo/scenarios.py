@@ -67,29 +67,18 @@ class Scenario:
     primary_metric: str = ""  # PromQL drawn in the timeline
 
 
-def _leak(rate: int) -> Callable[[Context], None]:
+def _growth(fault: str, used: str, capacity: str, rate: int) -> Callable[[Context], None]:
+    """Inject a steady growth fault, noting the headroom it eats into."""
+
     def inject(ctx: Context) -> None:
-        ctx.notes["rss0"] = ctx.metric("process_resident_memory_bytes")
-        ctx.notes["limit"] = ctx.metric("demo_memory_limit_bytes")
-        ctx.notes["rate"] = rate
-        ctx.target.inject(memory_growth_bytes_per_second=rate)
+        ctx.notes.update(used0=ctx.metric(used), capacity=ctx.metric(capacity), rate=rate)
+        ctx.target.inject(**{fault: rate})
+
     return inject
 
 
-def _leak_failure(ctx: Context) -> float:
-    return ctx.t0 + (ctx.notes["limit"] - ctx.notes["rss0"]) / ctx.notes["rate"]
-
-
-def _disk(rate: int) -> Callable[[Context], None]:
-    def inject(ctx: Context) -> None:
-        ctx.notes["used0"] = ctx.metric("demo_disk_usage_bytes")
-        ctx.notes["capacity"] = ctx.metric("demo_disk_capacity_bytes")
-        ctx.notes["rate"] = rate
-        ctx.target.inject(disk_growth_bytes_per_second=rate)
-    return inject
-
-
-def _disk_failure(ctx: Context) -> float:
+def _exhaustion(ctx: Context) -> float:
+    """When the growth fills its capacity: headroom at injection divided by the rate."""
     return ctx.t0 + (ctx.notes["capacity"] - ctx.notes["used0"]) / ctx.notes["rate"]
 
 
@@ -127,11 +116,13 @@ def _corrupt_baseline_then_drift(ctx: Context) -> None:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("memory_leak", "memory grows 8 MiB/s towards the 512 MiB limit; predicted, then restarted",
-             "resource", _leak(8 * MiB), _leak_failure, "TargetMemoryExhaustionPredicted",
+             "resource", _growth("memory_growth_bytes_per_second", "process_resident_memory_bytes",
+                                 "demo_memory_limit_bytes", 8 * MiB), _exhaustion, "TargetMemoryExhaustionPredicted",
              r"TargetMemoryExhaustionPredicted|ForecastThresholdBreachPredicted|ForecastAnomalySustained",
              "auto", 90, primary_metric='process_resident_memory_bytes{job="demo"}'),
     Scenario("disk_growth", "spool grows 4 MiB/s towards the 256 MiB volume; predicted, then cleaned",
-             "resource", _disk(4 * MiB), _disk_failure, "TargetDiskFillPredicted",
+             "resource", _growth("disk_growth_bytes_per_second", "demo_disk_usage_bytes",
+                                 "demo_disk_capacity_bytes", 4 * MiB), _exhaustion, "TargetDiskFillPredicted",
              r"TargetDiskFillPredicted|ForecastThresholdBreachPredicted|ForecastAnomalySustained",
              "auto", 90, primary_metric='demo_disk_usage_bytes{job="demo"}'),
     Scenario("downstream_error_storm", "the pricing dependency fails; the breaker opens, then recovers",

@@ -55,41 +55,40 @@ def start_process(request: pytest.FixtureRequest) -> Iterator[Callable[[ManagedP
         proc.stop()
 
 
-@pytest.fixture
-def prometheus_factory(request: pytest.FixtureRequest, tmp_path: Path
-                       ) -> Iterator[Callable[..., tuple[ManagedProcess, str]]]:
-    """Start real Prometheus servers: factory(config_dict_or_path, **kw) -> (process, base_url)."""
-    require_binary("prometheus")
+Factory = Callable[..., tuple[ManagedProcess, str]]
+
+
+def _server_factory(request: pytest.FixtureRequest, tmp_path: Path, binary: str,
+                    start: Callable[..., tuple[ManagedProcess, str]], prefix: str
+                    ) -> tuple[Factory, list[ManagedProcess]]:
+    """A factory that starts a real server binary per call, each in its own workdir."""
+    require_binary(binary)
     started: list[ManagedProcess] = []
 
     def factory(config: dict[str, Any] | Path, **kw: Any) -> tuple[ManagedProcess, str]:
-        workdir = tmp_path / f"prometheus-{len(started)}"
-        proc, url = start_prometheus(workdir, config, **kw)
+        proc, url = start(tmp_path / f"{prefix}-{len(started)}", config, **kw)
         _track(request, proc)
         started.append(proc)
         proc.wait_ready(30)
         return proc, url
 
+    return factory, started
+
+
+@pytest.fixture
+def prometheus_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+    """Start real Prometheus servers: factory(config_dict_or_path, **kw) -> (process, base_url)."""
+    factory, started = _server_factory(request, tmp_path, "prometheus", start_prometheus, "prometheus")
     yield factory
     for proc in started:
         proc.stop()
 
 
 @pytest.fixture
-def alertmanager_factory(request: pytest.FixtureRequest, tmp_path: Path
-                         ) -> Iterator[Callable[..., tuple[ManagedProcess, str]]]:
+def alertmanager_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """Start real Alertmanagers: factory(config_dict_or_path, **kw) -> (process, base_url)."""
-    require_binary("prometheus-alertmanager")
-    started: list[ManagedProcess] = []
-
-    def factory(config: dict[str, Any] | Path, **kw: Any) -> tuple[ManagedProcess, str]:
-        workdir = tmp_path / f"alertmanager-{len(started)}"
-        proc, url = start_alertmanager(workdir, config, **kw)
-        _track(request, proc)
-        started.append(proc)
-        proc.wait_ready(30)
-        return proc, url
-
+    factory, started = _server_factory(request, tmp_path, "prometheus-alertmanager",
+                                       start_alertmanager, "alertmanager")
     yield factory
     for proc in started:
         proc.stop()

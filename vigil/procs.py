@@ -180,15 +180,20 @@ def alertmanager_config(webhook_url: str | None, *, group_wait: str = "0s",
     }
 
 
+def _config_file(workdir: Path, config: dict[str, Any] | Path, name: str) -> Path:
+    """The config as a file: a Path is used as is, a dict is written into workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if isinstance(config, Path):
+        return config
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def start_prometheus(workdir: Path, config: dict[str, Any] | Path, *, port: int | None = None,
                      name: str = "prometheus", extra_args: Sequence[str] = ()) -> tuple[ManagedProcess, str]:
     """Start Prometheus on a free loopback port; return the process and its base URL."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    if isinstance(config, Path):
-        config_path = config
-    else:
-        config_path = workdir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    config_path = _config_file(workdir, config, "prometheus.yml")
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     proc = ManagedProcess(
@@ -207,12 +212,7 @@ def start_alertmanager(workdir: Path, config: dict[str, Any] | Path, *, port: in
                        name: str = "alertmanager", cluster_listen: str = "",
                        peers: Sequence[str] = (), extra_args: Sequence[str] = ()) -> tuple[ManagedProcess, str]:
     """Start Alertmanager on a free loopback port (clustering off unless cluster_listen is set)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    if isinstance(config, Path):
-        config_path = config
-    else:
-        config_path = workdir / "alertmanager.yml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    config_path = _config_file(workdir, config, "alertmanager.yml")
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [find_binary("prometheus-alertmanager"), f"--config.file={config_path}",
