@@ -204,11 +204,13 @@ def _drift_work(target: str, cfg: SchemaCheckConfig) -> Work:
 
 
 def _code_work(target: str, cfg: SchemaCheckConfig) -> Work:
+    cache: dict[str, Any] = {}  # unchanged files are not parsed again on the next run
+
     def work(snapshot: Any, result: CheckResult) -> None:
         from .codescan import reference_findings
 
         assert cfg.code_references is not None
-        findings, stats = reference_findings(snapshot, cfg.code_references)
+        findings, stats = reference_findings(snapshot, cfg.code_references, cache)
         result.findings.extend(findings)
         result.add_sample("vigil_schema_code_references_missing", {"target": target},
                           float(stats["missing"]))

@@ -468,48 +468,71 @@ def scan_sql(source: str, file: str, result: ScanResult) -> None:
 # --- files -------------------------------------------------------------------------------------
 
 def _files(cfg: CodeReferencesConfig) -> Iterator[tuple[Path, str]]:
+    """(path, shown name) of every file to scan; exclude globs match the path under its root."""
     seen: set[Path] = set()
     for root in cfg.paths:
         if root.is_file():
-            candidates: list[tuple[Path, str]] = [(root, str(root))]
+            candidates: list[tuple[Path, str]] = [(root, root.name)]
         elif root.is_dir():
             candidates = []
             for pattern in cfg.include:
                 for p in sorted(root.glob(pattern)):
                     if p.is_file():
-                        candidates.append((p, str(root / p.relative_to(root))))
+                        candidates.append((p, p.relative_to(root).as_posix()))
         else:
             from vigil.config import ConfigError
 
             raise ConfigError(None, "code_references.paths", f"path does not exist: {root}")
-        for path, shown in candidates:
+        for path, rel in candidates:
             real = path.resolve()
             if real in seen:
                 continue
-            posix = path.as_posix()
-            if any(fnmatch.fnmatch(posix, pat) or fnmatch.fnmatch("/" + posix, pat)
+            # match under the root, so a root that itself sits in e.g. venv/ is still scanned
+            if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch("/" + rel, pat)
                    for pat in cfg.exclude):
                 continue
             seen.add(real)
-            yield path, shown
+            yield path, str(path)
 
 
-def scan_paths(cfg: CodeReferencesConfig) -> ScanResult:
-    """Scan every configured file: .py as Python, anything else as SQL."""
+FileCache = dict[str, tuple[tuple[int, int], "ScanResult"]]
+
+
+def scan_paths(cfg: CodeReferencesConfig, cache: FileCache | None = None) -> ScanResult:
+    """Scan every configured file: .py as Python, anything else as SQL.
+
+    With a cache, a file whose size and mtime did not change is not read again.
+    """
     result = ScanResult()
     for path, shown in _files(cfg):
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                continue
-            text = path.read_text(encoding="utf-8", errors="replace")
+            st = path.stat()
         except OSError:
             result.unparsable.append(shown)
             continue
-        result.files += 1
-        if path.suffix == ".py":
-            scan_python(text, shown, result)
+        if st.st_size > MAX_FILE_BYTES:
+            continue
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = cache.get(shown) if cache is not None else None
+        if hit is not None and hit[0] == stamp:
+            one = hit[1]
         else:
-            scan_sql(text, shown, result)
+            one = ScanResult()
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                result.unparsable.append(shown)
+                continue
+            if path.suffix == ".py":
+                scan_python(text, shown, one)
+            else:
+                scan_sql(text, shown, one)
+            if cache is not None:
+                cache[shown] = (stamp, one)
+        result.files += 1
+        result.refs.extend(one.refs)
+        result.defined |= one.defined
+        result.unparsable.extend(one.unparsable)
     return result
 
 
@@ -538,9 +561,9 @@ def _suggest(name: str, names: list[str]) -> list[str]:
 
 
 def reference_findings(snap: Snapshot, cfg: CodeReferencesConfig,
-                       ) -> tuple[list[Finding], dict[str, int]]:
+                       cache: FileCache | None = None) -> tuple[list[Finding], dict[str, int]]:
     """Findings for unknown tables (with file:line) and, as info, tables no code references."""
-    result = scan_paths(cfg)
+    result = scan_paths(cfg, cache)
     fold_all = snap.dialect != "postgresql"  # SQLite and most others ignore identifier case
     # (schema, name) of every relation, relative names resolved against the default schema
     relations: dict[tuple[str, str], str] = {}

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 from vigil.exporter.base import Severity
-from vigil.exporter.schema.codescan import ScanResult, reference_findings, refs_in_sql, scan_python
+from vigil.exporter.schema.codescan import (
+    ScanResult,
+    reference_findings,
+    refs_in_sql,
+    scan_paths,
+    scan_python,
+)
 from vigil.exporter.schema.config import CodeReferencesConfig
 from vigil.exporter.schema.inspect import inspect_url
 from vigil.exporter.schema.model import Snapshot, Table
@@ -126,3 +132,25 @@ def test_unparsable_python_is_skipped_and_listed() -> None:
     result = ScanResult()
     scan_python('def oops(:\n    return "SELECT * FROM nowhere"\n', "broken.py", result)
     assert result.refs == [] and result.unparsable == ["broken.py"]
+
+
+def test_excludes_match_below_the_root_only(tmp_path: Path) -> None:
+    root = tmp_path / "venv" / "project"  # the root itself sits under a "venv" folder
+    (root / "node_modules").mkdir(parents=True)
+    (root / "app.sql").write_text("SELECT * FROM kept")
+    (root / "node_modules" / "lib.sql").write_text("SELECT * FROM dropped")
+    result = scan_paths(CodeReferencesConfig(paths=[root]))
+    assert [(r.name, r.file) for r in result.refs] == [("kept", str(root / "app.sql"))]
+
+
+def test_cache_rescans_only_changed_files(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "a.sql").write_text("SELECT * FROM one")
+    cfg = CodeReferencesConfig(paths=[tmp_path])
+    cache: dict = {}
+    assert [r.name for r in scan_paths(cfg, cache).refs] == ["one"]
+    (tmp_path / "a.sql").write_text("SELECT * FROM two")
+    os.utime(tmp_path / "a.sql", ns=(1, 1))  # a different mtime than the cached one
+    assert [r.name for r in scan_paths(cfg, cache).refs] == ["two"]
+    assert [r.name for r in scan_paths(cfg, cache).refs] == ["two"]
