@@ -22,12 +22,12 @@ from typing import Any
 
 import requests
 import yaml
-
 from vigil.demo.client import start_demo_target
 from vigil.exporter.config import parse_config
 from vigil.exporter.cors import CorsCheck
 from vigil.exporter.endpoints import EndpointsCheck
 from vigil.exporter.runner import CheckRunner
+
 from vigil.procs import ManagedProcess, free_port
 
 ORIGINS = [f"https://app{i}.example.com" for i in range(10)]
@@ -40,14 +40,32 @@ def pct(values: list[float], q: float) -> float:
 
 
 def exporter_config(url: str, api_key_file: Path, concurrency: int = 32) -> dict[str, Any]:
-    return {"targets": [{
-        "name": "demo", "base_url": url, "headers_from_file": {"X-API-Key": str(api_key_file)},
-        "cors": {"path": "/api/v1/items", "origins": ORIGINS, "concurrency": concurrency,
-                 "request_headers": ["Content-Type", "X-API-Key"]},
-        "endpoints": {"concurrency": concurrency, "items": [
-            {"name": f"ep{i:02d}", "path": ROUTES[i % len(ROUTES)], "latency_budget": 1.0}
-            for i in range(20)]},
-    }]}
+    return {
+        "targets": [
+            {
+                "name": "demo",
+                "base_url": url,
+                "headers_from_file": {"X-API-Key": str(api_key_file)},
+                "cors": {
+                    "path": "/api/v1/items",
+                    "origins": ORIGINS,
+                    "concurrency": concurrency,
+                    "request_headers": ["Content-Type", "X-API-Key"],
+                },
+                "endpoints": {
+                    "concurrency": concurrency,
+                    "items": [
+                        {
+                            "name": f"ep{i:02d}",
+                            "path": ROUTES[i % len(ROUTES)],
+                            "latency_budget": 1.0,
+                        }
+                        for i in range(20)
+                    ],
+                },
+            }
+        ]
+    }
 
 
 def timed_gets(session: requests.Session, url: str, n: int, headers: dict[str, str]) -> list[float]:
@@ -97,8 +115,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (about 20 s)")
     parser.add_argument("--scrapes", type=int, default=None, help="scrapes to time")
-    parser.add_argument("--concurrency", type=int, default=8,
-                        help="cors.concurrency and endpoints.concurrency (default: 8)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="cors.concurrency and endpoints.concurrency (default: 8)",
+    )
     args = parser.parse_args()
     n = args.scrapes or (20 if args.quick else 100)
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-exporter-"))
@@ -112,10 +134,17 @@ def main() -> int:
         port = free_port()
         exporter = ManagedProcess(
             name="vigil-exporter",
-            argv=[sys.executable, "-c", "from vigil.exporter.service import main; main()",
-                  f"--config.file={config_path}", f"--web.listen-address=127.0.0.1:{port}",
-                  "--log.level=warn"],
-            log_path=work / "exporter.log", ready_url=f"http://127.0.0.1:{port}/-/ready")
+            argv=[
+                sys.executable,
+                "-c",
+                "from vigil.exporter.service import main; main()",
+                f"--config.file={config_path}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            log_path=work / "exporter.log",
+            ready_url=f"http://127.0.0.1:{port}/-/ready",
+        )
         procs.append(exporter.start())
         exporter.wait_ready(30)
 
@@ -135,22 +164,36 @@ def main() -> int:
 
         b50, b99 = pct(baseline, 50) * 1e3, pct(baseline, 99) * 1e3
         s50, s99 = pct(scrape, 50) * 1e3, pct(scrape, 99) * 1e3
-        print(f"exporter scrape: {len(ORIGINS)} origins x 7 methods ({probes} matrix series) "
-              f"+ 20 endpoints, {n} scrapes, every check fresh (min_interval 0)")
-        print(f"  baseline GET demo /metrics : p50 {b50:7.2f} ms   p99 {b99:7.2f} ms   "
-              f"mean {statistics.mean(baseline) * 1e3:.2f} ms")
-        print(f"  full exporter scrape       : p50 {s50:7.2f} ms   p99 {s99:7.2f} ms   "
-              f"mean {statistics.mean(scrape) * 1e3:.2f} ms")
-        print(f"  ratio scrape/baseline      : p50 {s50 / b50:6.1f}x    p99 {s99 / b99:6.1f}x    "
-              f"(goal: within 10x)")
-        print(f"  CORS check alone           : {count} requests, peak {peak} in flight, "
-              f"{concurrent * 1e3:.1f} ms concurrent vs {serial * 1e3:.1f} ms with concurrency 1 "
-              f"({serial / concurrent:.1f}x; a local single-threaded target is CPU-bound, so "
-              "overlap cannot help much here)")
-        print(f"  20 endpoints, 50 ms target latency: {ep_conc * 1e3:.0f} ms concurrent vs "
-              f"{ep_serial * 1e3:.0f} ms with concurrency 1 ({ep_serial / ep_conc:.1f}x)")
-        print(f"  load average during the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-              f"on {os.cpu_count()} CPUs")
+        print(
+            f"exporter scrape: {len(ORIGINS)} origins x 7 methods ({probes} matrix series) "
+            f"+ 20 endpoints, {n} scrapes, every check fresh (min_interval 0)"
+        )
+        print(
+            f"  baseline GET demo /metrics : p50 {b50:7.2f} ms   p99 {b99:7.2f} ms   "
+            f"mean {statistics.mean(baseline) * 1e3:.2f} ms"
+        )
+        print(
+            f"  full exporter scrape       : p50 {s50:7.2f} ms   p99 {s99:7.2f} ms   "
+            f"mean {statistics.mean(scrape) * 1e3:.2f} ms"
+        )
+        print(
+            f"  ratio scrape/baseline      : p50 {s50 / b50:6.1f}x    p99 {s99 / b99:6.1f}x    "
+            f"(goal: within 10x)"
+        )
+        print(
+            f"  CORS check alone           : {count} requests, peak {peak} in flight, "
+            f"{concurrent * 1e3:.1f} ms concurrent vs {serial * 1e3:.1f} ms with concurrency 1 "
+            f"({serial / concurrent:.1f}x; a local single-threaded target is CPU-bound, so "
+            "overlap cannot help much here)"
+        )
+        print(
+            f"  20 endpoints, 50 ms target latency: {ep_conc * 1e3:.0f} ms concurrent vs "
+            f"{ep_serial * 1e3:.0f} ms with concurrency 1 ({ep_serial / ep_conc:.1f}x)"
+        )
+        print(
+            f"  load average during the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+            f"on {os.cpu_count()} CPUs"
+        )
     finally:
         for proc in reversed(procs):
             proc.stop()

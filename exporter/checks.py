@@ -17,8 +17,13 @@ __all__ = ["build_checks", "target_checks"]
 def target_checks(target: TargetConfig) -> list[Check]:
     """The enabled checks of one target, in a stable order."""
     checks: list[Check] = []
-    pairs = [(target.cors, CorsCheck), (target.env, EnvCheck), (target.security, SecurityCheck),
-             (target.endpoints, EndpointsCheck), (target.journeys, JourneysCheck)]
+    pairs = [
+        (target.cors, CorsCheck),
+        (target.env, EnvCheck),
+        (target.security, SecurityCheck),
+        (target.endpoints, EndpointsCheck),
+        (target.journeys, JourneysCheck),
+    ]
     for cfg, cls in pairs:
         if cfg is not None and cfg.enabled:
             check = cls(target, cfg)  # type: ignore[arg-type]
@@ -32,8 +37,11 @@ def target_checks(target: TargetConfig) -> list[Check]:
     return checks
 
 
-def build_checks(config: ExporterConfig, only_targets: list[str] | None = None,
-                 only_checks: list[str] | None = None) -> list[Check]:
+def build_checks(
+    config: ExporterConfig,
+    only_targets: list[str] | None = None,
+    only_checks: list[str] | None = None,
+) -> list[Check]:
     """Every check of every (selected) target."""
     out: list[Check] = []
     for target in config.targets:

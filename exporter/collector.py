@@ -8,12 +8,12 @@ from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from vigil import __version__
 from vigil.exporter.base import CheckResult, Severity
-from vigil.exporter.metrics import CACHED_NOTE, SAMPLE_FAMILIES
+from vigil.exporter.metrics import SAMPLE_FAMILIES
 from vigil.exporter.runner import CheckRunner
 from vigil.exporter.score import config_score
+
+from vigil import __version__
 
 __all__ = ["ExporterCollector", "result_families"]
 
@@ -27,9 +27,13 @@ def _cached_help(text: str, cached: set[tuple[str, str]], keys: Iterable[tuple[s
     return f"{text} Served from cache (min_interval not passed) for: {', '.join(hits)}."
 
 
-def result_families(results: list[CheckResult], *, targets: Iterable[str] = (),
-                    cached: set[tuple[str, str]] | None = None,
-                    max_finding_series: int = 200) -> Iterator[Metric]:
+def result_families(
+    results: list[CheckResult],
+    *,
+    targets: Iterable[str] = (),
+    cached: set[tuple[str, str]] | None = None,
+    max_finding_series: int = 200,
+) -> Iterator[Metric]:
     """Metric families for a set of check results (shared by the exporter and tests)."""
     cached = cached or set()
     keys = [(r.target, r.check) for r in results]
@@ -37,21 +41,36 @@ def result_families(results: list[CheckResult], *, targets: Iterable[str] = (),
     def fam(name: str, text: str, labels: list[str]) -> GaugeMetricFamily:
         return GaugeMetricFamily(name, _cached_help(text, cached, keys), labels=labels)
 
-    success = fam("vigil_check_success", "1 when the check ran to completion (findings or not), "
-                  "0 when it failed or timed out.", TC)
+    success = fam(
+        "vigil_check_success",
+        "1 when the check ran to completion (findings or not), 0 when it failed or timed out.",
+        TC,
+    )
     duration = fam("vigil_check_duration_seconds", "How long the check's last run took.", TC)
-    last_run = fam("vigil_check_last_run_timestamp_seconds",
-                   "Unix time the check's last run started.", TC)
+    last_run = fam(
+        "vigil_check_last_run_timestamp_seconds", "Unix time the check's last run started.", TC
+    )
     is_cached = GaugeMetricFamily(
-        "vigil_check_cached", "1 when this scrape served the check from cache because its "
-        "min_interval had not passed, else 0.", labels=TC)
-    findings = fam("vigil_findings", "Active findings of the check, by severity.",
-                   ["target", "check", "severity"])
-    info = fam("vigil_finding_info", "1 per active finding (capped per exporter; see "
-               "vigil_finding_info_omitted).", ["target", "check", "rule", "severity", "subject"])
-    omitted = GaugeMetricFamily("vigil_finding_info_omitted",
-                                "Findings left out of vigil_finding_info by the series cap.",
-                                labels=["target"])
+        "vigil_check_cached",
+        "1 when this scrape served the check from cache because its "
+        "min_interval had not passed, else 0.",
+        labels=TC,
+    )
+    findings = fam(
+        "vigil_findings",
+        "Active findings of the check, by severity.",
+        ["target", "check", "severity"],
+    )
+    info = fam(
+        "vigil_finding_info",
+        "1 per active finding (capped per exporter; see vigil_finding_info_omitted).",
+        ["target", "check", "rule", "severity", "subject"],
+    )
+    omitted = GaugeMetricFamily(
+        "vigil_finding_info_omitted",
+        "Findings left out of vigil_finding_info by the series cap.",
+        labels=["target"],
+    )
     samples: dict[str, list[tuple[CheckResult, dict[str, str], float]]] = defaultdict(list)
     shown = 0
     dropped: dict[str, int] = defaultdict(int)
@@ -83,23 +102,30 @@ def result_families(results: list[CheckResult], *, targets: Iterable[str] = (),
     yield from (success, duration, last_run, is_cached, findings, info, omitted)
     for metric, rows in sorted(samples.items()):
         text, labelnames = SAMPLE_FAMILIES.get(
-            metric, ("A per-check value (see docs/checks/).", tuple(sorted(rows[0][1]))))
+            metric, ("A per-check value (see docs/checks/).", tuple(sorted(rows[0][1])))
+        )
         owners = {(r.target, r.check) for r, _, _ in rows}
-        family = GaugeMetricFamily(metric, _cached_help(text, cached, owners) if owners & cached
-                                   else text, labels=list(labelnames))
+        family = GaugeMetricFamily(
+            metric,
+            _cached_help(text, cached, owners) if owners & cached else text,
+            labels=list(labelnames),
+        )
         seen_lv: set[tuple[str, ...]] = set()
         for _, labels, value in rows:
             if set(labels) != set(labelnames):
                 continue  # a malformed sample never breaks the exposition
-            lv = tuple(labels[n] for n in labelnames)
-            if lv not in seen_lv:
-                seen_lv.add(lv)
-                family.add_metric(list(lv), value)
+            row_key = tuple(labels[n] for n in labelnames)
+            if row_key not in seen_lv:
+                seen_lv.add(row_key)
+                family.add_metric(list(row_key), value)
         yield family
     score = GaugeMetricFamily(
-        "vigil_config_score", "0-100: the share of the target's checks passing, each check "
+        "vigil_config_score",
+        "0-100: the share of the target's checks passing, each check "
         "weighted down by its worst finding (critical 1, warning 0.5, info 0.1; a check that "
-        "cannot run counts as failed). See docs/exporter.md.", labels=["target"])
+        "cannot run counts as failed). See docs/exporter.md.",
+        labels=["target"],
+    )
     by_target: dict[str, list[CheckResult]] = defaultdict(list)
     for r in results:
         by_target[r.target].append(r)
@@ -117,25 +143,38 @@ class ExporterCollector(Collector):
         self.max_finding_series = max_finding_series
 
     def collect(self) -> Iterator[Metric]:
-        build = GaugeMetricFamily("vigil_build_info", "Vigil's version; always 1.",
-                                  labels=["version"])
+        build = GaugeMetricFamily(
+            "vigil_build_info", "Vigil's version; always 1.", labels=["version"]
+        )
         build.add_metric([__version__], 1.0)
         yield build
-        yield from result_families(self.runner.results(), targets=self.targets,
-                                   cached=self.runner.cached_keys(),
-                                   max_finding_series=self.max_finding_series)
-        runs = CounterMetricFamily("vigil_exporter_check_runs", "Check runs started by scrapes "
-                                   "(cache hits excluded).", labels=TC)
-        errors = CounterMetricFamily("vigil_exporter_check_errors", "Check runs that failed or "
-                                     "timed out.", labels=TC)
+        yield from result_families(
+            self.runner.results(),
+            targets=self.targets,
+            cached=self.runner.cached_keys(),
+            max_finding_series=self.max_finding_series,
+        )
+        runs = CounterMetricFamily(
+            "vigil_exporter_check_runs",
+            "Check runs started by scrapes (cache hits excluded).",
+            labels=TC,
+        )
+        errors = CounterMetricFamily(
+            "vigil_exporter_check_errors", "Check runs that failed or timed out.", labels=TC
+        )
         for slot in self.runner.slots:
             key = (slot.check.target, slot.check.name)
             runs.add_metric(list(key), float(self.runner.runs[key]))
             errors.add_metric(list(key), float(self.runner.failures[key]))
         yield runs
         yield errors
-        yield CounterMetricFamily("vigil_exporter_scrapes", "Scrapes of /metrics that ran the "
-                                  "checks.", value=float(self.runner.scrapes))
-        yield GaugeMetricFamily("vigil_exporter_refresh_duration_seconds",
-                                "How long the last scrape spent bringing check results up to "
-                                "date.", value=self.runner.last_refresh_seconds)
+        yield CounterMetricFamily(
+            "vigil_exporter_scrapes",
+            "Scrapes of /metrics that ran the checks.",
+            value=float(self.runner.scrapes),
+        )
+        yield GaugeMetricFamily(
+            "vigil_exporter_refresh_duration_seconds",
+            "How long the last scrape spent bringing check results up to date.",
+            value=self.runner.last_refresh_seconds,
+        )

@@ -18,14 +18,14 @@ from vigil.config import ConfigError, StrictModel, load_yaml, parse_model
 __all__ = [
     "HTTP_METHODS",
     "CorsConfig",
-    "EnvVariable",
-    "EnvConfig",
-    "SecurityConfig",
     "EndpointConfig",
-    "JourneyStep",
-    "JourneyConfig",
-    "TargetConfig",
+    "EnvConfig",
+    "EnvVariable",
     "ExporterConfig",
+    "JourneyConfig",
+    "JourneyStep",
+    "SecurityConfig",
+    "TargetConfig",
     "load_config",
     "parse_config",
     "schema_config_model",
@@ -41,7 +41,9 @@ def _origin(value: str) -> str:
         return value
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-        raise ValueError("an origin is scheme://host[:port] with no path, e.g. https://app.example.com")
+        raise ValueError(
+            "an origin is scheme://host[:port] with no path, e.g. https://app.example.com"
+        )
     return value.rstrip("/")
 
 
@@ -93,7 +95,9 @@ class _CheckBase(StrictModel):
     enabled: bool = True
     # A scrape inside min_interval of the last run is served from cache.
     min_interval: float = Field(0.0, ge=0)
-    timeout: float | None = Field(None, gt=0, description="per-check cap on top of the scrape budget")
+    timeout: float | None = Field(
+        None, gt=0, description="per-check cap on top of the scrape budget"
+    )
 
 
 class CorsConfig(_CheckBase):
@@ -115,7 +119,9 @@ class CorsConfig(_CheckBase):
     def _simple(cls, values: list[str]) -> list[str]:
         for v in values:
             if v not in ("GET", "HEAD", "POST"):
-                raise ValueError("only the CORS-safelisted methods GET, HEAD, POST are simple requests")
+                raise ValueError(
+                    "only the CORS-safelisted methods GET, HEAD, POST are simple requests"
+                )
         return values
 
 
@@ -292,8 +298,9 @@ class TargetConfig(StrictModel):
             return None
         model = schema_config_model()
         if model is None:
-            raise ValueError("schema checks are not available in this build "
-                             "(vigil.exporter.schema is missing)")
+            raise ValueError(
+                "schema checks are not available in this build (vigil.exporter.schema is missing)"
+            )
         return model.model_validate(value)
 
 
@@ -319,8 +326,10 @@ def parse_config(data: Any, file: str | Path | None = None) -> ExporterConfig:
     if file is not None:
         base = Path(file).resolve().parent
         for target in config.targets:
-            target.headers_from_file = {h: str(base / p) if not Path(p).is_absolute() else p
-                                        for h, p in target.headers_from_file.items()}
+            target.headers_from_file = {
+                h: str(base / p) if not Path(p).is_absolute() else p
+                for h, p in target.headers_from_file.items()
+            }
             if target.env is not None:
                 for attr in ("file", "baseline_file"):
                     value = getattr(target.env, attr)

@@ -18,8 +18,15 @@ from vigil.exporter.base import CheckResult, Finding, Severity
 from vigil.exporter.config import CorsConfig, TargetConfig
 from vigil.exporter.probe import Probe, ProbeError, ProbeResponse
 
-__all__ = ["CorsCheck", "PreflightVerdict", "judge_preflight", "judge_actual", "SAFELISTED_METHODS",
-           "needs_preflight", "probe_origins_for"]
+__all__ = [
+    "SAFELISTED_METHODS",
+    "CorsCheck",
+    "PreflightVerdict",
+    "judge_actual",
+    "judge_preflight",
+    "needs_preflight",
+    "probe_origins_for",
+]
 
 SAFELISTED_METHODS = frozenset({"GET", "HEAD", "POST"})
 # Request headers a browser sends without a preflight (Content-Type only for form/text types).
@@ -47,12 +54,23 @@ def _origin_verdict(resp: ProbeResponse, origin: str, credentials: bool) -> tupl
     acac = resp.headers.get("Access-Control-Allow-Credentials", "")
     wildcard_creds = "*" in acao and acac.strip().lower() == "true"
     if len(acao) != 1:
-        return False, ("no Access-Control-Allow-Origin" if not acao
-                       else "several Access-Control-Allow-Origin headers"), wildcard_creds
+        return (
+            False,
+            (
+                "no Access-Control-Allow-Origin"
+                if not acao
+                else "several Access-Control-Allow-Origin headers"
+            ),
+            wildcard_creds,
+        )
     value = acao[0].strip()
     if value == "*":
         if credentials:
-            return False, "Access-Control-Allow-Origin is * but the request carries credentials", wildcard_creds
+            return (
+                False,
+                "Access-Control-Allow-Origin is * but the request carries credentials",
+                wildcard_creds,
+            )
         return True, "", wildcard_creds
     if value != origin:
         return False, "Access-Control-Allow-Origin names a different origin", wildcard_creds
@@ -71,11 +89,14 @@ def _vary_missing(resp: ProbeResponse) -> bool:
 
 def needs_preflight(method: str, headers: list[str]) -> bool:
     """Whether a browser preflights a request with this method and these header names."""
-    return method not in SAFELISTED_METHODS or any(h.lower() not in SAFELISTED_HEADERS for h in headers)
+    return method not in SAFELISTED_METHODS or any(
+        h.lower() not in SAFELISTED_HEADERS for h in headers
+    )
 
 
-def judge_preflight(resp: ProbeResponse, origin: str, method: str, headers: list[str],
-                    credentials: bool) -> PreflightVerdict:
+def judge_preflight(
+    resp: ProbeResponse, origin: str, method: str, headers: list[str], credentials: bool
+) -> PreflightVerdict:
     """Judge a preflight response as the Fetch standard's CORS-preflight fetch does."""
     verdict = PreflightVerdict(allowed=True)
     verdict.vary_missing = _vary_missing(resp)
@@ -88,13 +109,18 @@ def judge_preflight(resp: ProbeResponse, origin: str, method: str, headers: list
         verdict.origin_ok = False
         verdict.reason = verdict.reason or why
     methods = resp.header_list("Access-Control-Allow-Methods")
-    if method not in methods and method not in SAFELISTED_METHODS and not (
-            "*" in methods and not credentials):
+    if (
+        method not in methods
+        and method not in SAFELISTED_METHODS
+        and not ("*" in methods and not credentials)
+    ):
         verdict.method_ok = False
         verdict.case_mismatch = method.lower() in (m.lower() for m in methods)
         verdict.reason = verdict.reason or (
             f"Access-Control-Allow-Methods lists {method} only in another case"
-            if verdict.case_mismatch else f"Access-Control-Allow-Methods does not list {method}")
+            if verdict.case_mismatch
+            else f"Access-Control-Allow-Methods does not list {method}"
+        )
     allowed_headers = {h.lower() for h in resp.header_list("Access-Control-Allow-Headers")}
     for header in headers:
         name = header.lower()
@@ -105,9 +131,14 @@ def judge_preflight(resp: ProbeResponse, origin: str, method: str, headers: list
         verdict.refused_headers.append(header)
     if verdict.refused_headers:
         verdict.reason = verdict.reason or (
-            "Access-Control-Allow-Headers does not list " + ", ".join(verdict.refused_headers))
-    verdict.allowed = (verdict.status_ok and verdict.origin_ok and verdict.method_ok
-                       and not verdict.refused_headers)
+            "Access-Control-Allow-Headers does not list " + ", ".join(verdict.refused_headers)
+        )
+    verdict.allowed = (
+        verdict.status_ok
+        and verdict.origin_ok
+        and verdict.method_ok
+        and not verdict.refused_headers
+    )
     return verdict
 
 
@@ -154,11 +185,20 @@ class CorsCheck:
         tag = "vigil-probe-" + secrets.token_hex(4)
         foreign = f"https://{tag}.invalid"
         deadline = time.monotonic() + timeout
-        async with Probe(self.base_url, ca_file=self.ca_file, concurrency=cfg.concurrency, deadline=deadline,
-                         request_timeout=cfg.request_timeout) as probe:
+        async with Probe(
+            self.base_url,
+            ca_file=self.ca_file,
+            concurrency=cfg.concurrency,
+            deadline=deadline,
+            request_timeout=cfg.request_timeout,
+        ) as probe:
             self.last_probe = probe
-            matrix = {(o, m): self._preflight(probe, o, m) for o in cfg.origins for m in cfg.methods}
-            simple = {(o, m): self._simple(probe, o, m) for o in cfg.origins for m in cfg.simple_requests}
+            matrix = {
+                (o, m): self._preflight(probe, o, m) for o in cfg.origins for m in cfg.methods
+            }
+            simple = {
+                (o, m): self._simple(probe, o, m) for o in cfg.origins for m in cfg.simple_requests
+            }
             first_method = next((m for m in cfg.methods if m not in SAFELISTED_METHODS), "PUT")
             outsiders = {foreign: "reflected", "null": "null"}
             for origin in cfg.origins:
@@ -171,18 +211,31 @@ class CorsCheck:
             outside_get = {o: self._simple(probe, o, "GET") for o in (foreign, "null")}
             tasks = [*matrix.values(), *simple.values(), *outside.values(), *outside_get.values()]
             done = await asyncio.gather(*tasks, return_exceptions=True)
-        answers = dict(zip([("pf", k) for k in matrix] + [("sr", k) for k in simple]
-                           + [("out", k) for k in outside] + [("outget", k) for k in outside_get],
-                           done, strict=True))
+        answers = dict(
+            zip(
+                [("pf", k) for k in matrix]
+                + [("sr", k) for k in simple]
+                + [("out", k) for k in outside]
+                + [("outget", k) for k in outside_get],
+                done,
+                strict=True,
+            )
+        )
         errors = [a for a in done if isinstance(a, BaseException)]
         if errors and len(errors) == len(done):
             raise ProbeError(f"every CORS probe failed; first: {errors[0]}")
         self._judge_matrix(result, answers, required)
         self._judge_outsiders(result, answers, outsiders, foreign)
         for exc in errors[:5]:
-            result.findings.append(Finding(
-                "probe_failed", Severity.WARNING, self.target, f"a CORS probe failed: {exc}",
-                "check that the target is reachable and answers OPTIONS within the timeout"))
+            result.findings.append(
+                Finding(
+                    "probe_failed",
+                    Severity.WARNING,
+                    self.target,
+                    f"a CORS probe failed: {exc}",
+                    "check that the target is reachable and answers OPTIONS within the timeout",
+                )
+            )
         return result
 
     def _preflight(self, probe: Probe, origin: str, method: str) -> asyncio.Task[ProbeResponse]:
@@ -190,18 +243,22 @@ class CorsCheck:
         names = sorted({h.lower() for h in self.cfg.request_headers} - SAFELISTED_HEADERS)
         if names:
             headers["Access-Control-Request-Headers"] = ",".join(names)
-        return asyncio.ensure_future(probe.request("OPTIONS", self.cfg.path, headers=headers,
-                                                   read_body=False))
+        return asyncio.ensure_future(
+            probe.request("OPTIONS", self.cfg.path, headers=headers, read_body=False)
+        )
 
     def _simple(self, probe: Probe, origin: str, method: str) -> asyncio.Task[ProbeResponse]:
-        return asyncio.ensure_future(probe.request(method, self.cfg.path, headers={"Origin": origin},
-                                                   read_body=False))
+        return asyncio.ensure_future(
+            probe.request(method, self.cfg.path, headers={"Origin": origin}, read_body=False)
+        )
 
     def _judge_matrix(self, result: CheckResult, answers: dict, required: set[str]) -> None:
         cfg = self.cfg
         creds = cfg.credentials
-        fix_methods = ("add the method to Access-Control-Allow-Methods (upper case, exactly as "
-                       "the browser sends it)")
+        fix_methods = (
+            "add the method to Access-Control-Allow-Methods (upper case, exactly as "
+            "the browser sends it)"
+        )
         for origin in cfg.origins:
             verdicts: dict[str, tuple[ProbeResponse, PreflightVerdict]] = {}
             for method in cfg.methods:
@@ -210,58 +267,101 @@ class CorsCheck:
                     continue
                 verdict = judge_preflight(resp, origin, method, cfg.request_headers, creds)
                 verdicts[method] = (resp, verdict)
-                result.add_sample("vigil_cors_preflight_allowed",
-                                  {"target": self.target, "origin": origin, "method": method},
-                                  1.0 if verdict.allowed else 0.0)
+                result.add_sample(
+                    "vigil_cors_preflight_allowed",
+                    {"target": self.target, "origin": origin, "method": method},
+                    1.0 if verdict.allowed else 0.0,
+                )
             vary_missing = any(v.vary_missing for _, v in verdicts.values())
             wildcard_creds = any(v.wildcard_with_credentials for _, v in verdicts.values())
             # An origin refused on every method is one finding, not one per method.
-            refused_origin = next((v.reason for _, v in verdicts.values()), "") if verdicts and \
-                not any(v.origin_ok for _, v in verdicts.values()) else ""
+            refused_origin = (
+                next((v.reason for _, v in verdicts.values()), "")
+                if verdicts and not any(v.origin_ok for _, v in verdicts.values())
+                else ""
+            )
             bad_status: list[str] = []
             for method, (resp, verdict) in verdicts.items():
                 if verdict.allowed or refused_origin or method not in required:
                     continue
                 subject = f"{origin} {method}"
                 if verdict.case_mismatch:
-                    result.findings.append(Finding(
-                        "methods_case_mismatch", Severity.CRITICAL, subject,
-                        f"preflight lists {method} only in another case; browsers compare methods "
-                        "case-sensitively, so the request is blocked", fix_methods))
+                    result.findings.append(
+                        Finding(
+                            "methods_case_mismatch",
+                            Severity.CRITICAL,
+                            subject,
+                            f"preflight lists {method} only in another case; browsers compare methods "
+                            "case-sensitively, so the request is blocked",
+                            fix_methods,
+                        )
+                    )
                 elif not verdict.method_ok:
-                    result.findings.append(Finding(
-                        "method_refused", Severity.CRITICAL, subject,
-                        f"the application needs {method} but the preflight refuses it "
-                        f"({verdict.reason})", fix_methods))
+                    result.findings.append(
+                        Finding(
+                            "method_refused",
+                            Severity.CRITICAL,
+                            subject,
+                            f"the application needs {method} but the preflight refuses it "
+                            f"({verdict.reason})",
+                            fix_methods,
+                        )
+                    )
                 elif verdict.refused_headers:
                     for header in verdict.refused_headers:
-                        result.findings.append(Finding(
-                            "header_refused", Severity.CRITICAL, f"{origin} {method} {header}",
-                            f"the application sends {header} but the preflight does not allow it",
-                            "add the header to Access-Control-Allow-Headers"))
+                        result.findings.append(
+                            Finding(
+                                "header_refused",
+                                Severity.CRITICAL,
+                                f"{origin} {method} {header}",
+                                f"the application sends {header} but the preflight does not allow it",
+                                "add the header to Access-Control-Allow-Headers",
+                            )
+                        )
                 elif not verdict.status_ok:
                     bad_status.append(f"{method}:{resp.status}")
                 else:
-                    result.findings.append(Finding(
-                        "method_refused", Severity.CRITICAL, subject,
-                        f"the preflight for {method} is refused: {verdict.reason}", fix_methods))
+                    result.findings.append(
+                        Finding(
+                            "method_refused",
+                            Severity.CRITICAL,
+                            subject,
+                            f"the preflight for {method} is refused: {verdict.reason}",
+                            fix_methods,
+                        )
+                    )
             if bad_status:
-                result.findings.append(Finding(
-                    "preflight_not_2xx", Severity.CRITICAL, origin,
-                    "preflight answered non-2xx: " + ", ".join(bad_status),
-                    "answer OPTIONS preflights with 200 or 204 before any auth or routing that "
-                    "rejects them"))
+                result.findings.append(
+                    Finding(
+                        "preflight_not_2xx",
+                        Severity.CRITICAL,
+                        origin,
+                        "preflight answered non-2xx: " + ", ".join(bad_status),
+                        "answer OPTIONS preflights with 200 or 204 before any auth or routing that "
+                        "rejects them",
+                    )
+                )
             if refused_origin:
-                result.findings.append(Finding(
-                    "origin_refused", Severity.CRITICAL, origin,
-                    f"an allowed front-end origin is refused: {refused_origin}",
-                    "add the exact origin (scheme, host, port) to the allow-list"))
+                result.findings.append(
+                    Finding(
+                        "origin_refused",
+                        Severity.CRITICAL,
+                        origin,
+                        f"an allowed front-end origin is refused: {refused_origin}",
+                        "add the exact origin (scheme, host, port) to the allow-list",
+                    )
+                )
             if wildcard_creds:
-                result.findings.append(Finding(
-                    "wildcard_with_credentials", Severity.CRITICAL, origin,
-                    "Access-Control-Allow-Origin: * is sent together with "
-                    "Access-Control-Allow-Credentials: true",
-                    "echo the one matching allowed origin (with Vary: Origin) instead of *"))
+                result.findings.append(
+                    Finding(
+                        "wildcard_with_credentials",
+                        Severity.CRITICAL,
+                        origin,
+                        "Access-Control-Allow-Origin: * is sent together with "
+                        "Access-Control-Allow-Credentials: true",
+                        "echo the one matching allowed origin (with Vary: Origin) instead of *",
+                    )
+                )
             for method in cfg.simple_requests:
                 resp = answers[("sr", (origin, method))]
                 if isinstance(resp, BaseException):
@@ -269,28 +369,43 @@ class CorsCheck:
                 vary_missing |= _vary_missing(resp)
                 ok, why = judge_actual(resp, origin, creds)
                 if not ok and not refused_origin:
-                    result.findings.append(Finding(
-                        "response_unreadable", Severity.CRITICAL, f"{origin} {method}",
-                        f"the actual {method} response cannot be read by the page: {why}",
-                        "send the CORS headers on actual responses too, not only on preflights"))
+                    result.findings.append(
+                        Finding(
+                            "response_unreadable",
+                            Severity.CRITICAL,
+                            f"{origin} {method}",
+                            f"the actual {method} response cannot be read by the page: {why}",
+                            "send the CORS headers on actual responses too, not only on preflights",
+                        )
+                    )
             if vary_missing:
-                result.findings.append(Finding(
-                    "vary_origin_missing", Severity.WARNING, origin,
-                    "the allowed origin is echoed dynamically but Vary: Origin is missing, so "
-                    "caches can serve one origin's answer to another",
-                    "add Vary: Origin to every response whose Access-Control-Allow-Origin "
-                    "depends on the request"))
+                result.findings.append(
+                    Finding(
+                        "vary_origin_missing",
+                        Severity.WARNING,
+                        origin,
+                        "the allowed origin is echoed dynamically but Vary: Origin is missing, so "
+                        "caches can serve one origin's answer to another",
+                        "add Vary: Origin to every response whose Access-Control-Allow-Origin "
+                        "depends on the request",
+                    )
+                )
 
-    def _judge_outsiders(self, result: CheckResult, answers: dict, outsiders: dict[str, str],
-                         foreign: str) -> None:
+    def _judge_outsiders(
+        self, result: CheckResult, answers: dict, outsiders: dict[str, str], foreign: str
+    ) -> None:
         creds = self.cfg.credentials
 
         def accepted(origin: str) -> tuple[bool, bool]:
             """(origin echoed back, credentials allowed too) from preflight or GET."""
             hits = [answers.get(("out", origin)), answers.get(("outget", origin))]
             echoed = any(isinstance(r, ProbeResponse) and _reflects(r, origin) for r in hits)
-            with_creds = any(isinstance(r, ProbeResponse) and _reflects(r, origin) and
-                             r.headers.get("Access-Control-Allow-Credentials") == "true" for r in hits)
+            with_creds = any(
+                isinstance(r, ProbeResponse)
+                and _reflects(r, origin)
+                and r.headers.get("Access-Control-Allow-Credentials") == "true"
+                for r in hits
+            )
             return echoed, with_creds
 
         def sev(with_creds: bool) -> Severity:
@@ -298,34 +413,65 @@ class CorsCheck:
 
         reflected, reflected_creds = accepted(foreign)
         if reflected:
-            result.findings.append(Finding(
-                "origin_reflected", sev(reflected_creds), "*",
-                "an arbitrary origin is echoed back as allowed"
-                + (" with credentials: any site can read users' data" if reflected_creds else ""),
-                "compare the Origin header against an exact allow-list; never echo it unchecked"))
+            result.findings.append(
+                Finding(
+                    "origin_reflected",
+                    sev(reflected_creds),
+                    "*",
+                    "an arbitrary origin is echoed back as allowed"
+                    + (
+                        " with credentials: any site can read users' data"
+                        if reflected_creds
+                        else ""
+                    ),
+                    "compare the Origin header against an exact allow-list; never echo it unchecked",
+                )
+            )
         null_ok, null_creds = accepted("null")
         if null_ok:
-            result.findings.append(Finding(
-                "null_origin_trusted", sev(null_creds), "null",
-                "Origin: null is allowed; sandboxed iframes and file: pages of any site send it",
-                "remove `null` from the allow-list"))
+            result.findings.append(
+                Finding(
+                    "null_origin_trusted",
+                    sev(null_creds),
+                    "null",
+                    "Origin: null is allowed; sandboxed iframes and file: pages of any site send it",
+                    "remove `null` from the allow-list",
+                )
+            )
         for origin, kind in outsiders.items():
             if kind in ("reflected", "null"):
                 continue
             ok, with_creds = accepted(origin)
             if ok and not reflected:
-                result.findings.append(Finding(
-                    "origin_outside_allowlist", sev(with_creds), origin,
-                    "an origin outside the allow-list is accepted"
-                    + (" (a near miss of an allowed origin: prefix, suffix or scheme match)"
-                       if kind == "near" else ""),
-                    "match origins exactly (full scheme://host:port), not by prefix, suffix or "
-                    "an unanchored regex"))
-        wildcard = [r for k, r in answers.items() if k[0] in ("out", "outget")
-                    and isinstance(r, ProbeResponse)
-                    and r.headers.get("Access-Control-Allow-Origin", "").strip() == "*"]
+                result.findings.append(
+                    Finding(
+                        "origin_outside_allowlist",
+                        sev(with_creds),
+                        origin,
+                        "an origin outside the allow-list is accepted"
+                        + (
+                            " (a near miss of an allowed origin: prefix, suffix or scheme match)"
+                            if kind == "near"
+                            else ""
+                        ),
+                        "match origins exactly (full scheme://host:port), not by prefix, suffix or "
+                        "an unanchored regex",
+                    )
+                )
+        wildcard = [
+            r
+            for k, r in answers.items()
+            if k[0] in ("out", "outget")
+            and isinstance(r, ProbeResponse)
+            and r.headers.get("Access-Control-Allow-Origin", "").strip() == "*"
+        ]
         if wildcard and not creds:
-            result.findings.append(Finding(
-                "wildcard_origin", Severity.INFO, "*",
-                "any origin may read responses (Access-Control-Allow-Origin: *)",
-                "fine for a public API; otherwise use an exact allow-list"))
+            result.findings.append(
+                Finding(
+                    "wildcard_origin",
+                    Severity.INFO,
+                    "*",
+                    "any origin may read responses (Access-Control-Allow-Origin: *)",
+                    "fine for a public API; otherwise use an exact allow-list",
+                )
+            )

@@ -51,12 +51,22 @@ class EndpointsCheck:
         result = CheckResult(self.target, self.name, success=True)
         deadline = time.monotonic() + timeout
         auth = env_headers(*self.auth)
-        async with Probe(self.base_url, ca_file=self.ca_file, concurrency=self.cfg.concurrency, deadline=deadline,
-                         request_timeout=30.0) as probe:
-            answers = await asyncio.gather(*(
-                probe.request(ep.method, ep.path, headers={**ep.headers, **auth},
-                              timeout=ep.timeout)
-                for ep in self.cfg.items), return_exceptions=True)
+        async with Probe(
+            self.base_url,
+            ca_file=self.ca_file,
+            concurrency=self.cfg.concurrency,
+            deadline=deadline,
+            request_timeout=30.0,
+        ) as probe:
+            answers = await asyncio.gather(
+                *(
+                    probe.request(
+                        ep.method, ep.path, headers={**ep.headers, **auth}, timeout=ep.timeout
+                    )
+                    for ep in self.cfg.items
+                ),
+                return_exceptions=True,
+            )
         for ep, resp in zip(self.cfg.items, answers, strict=True):
             labels = {"target": self.target, "endpoint": ep.name}
             sev = Severity(ep.severity)
@@ -65,27 +75,55 @@ class EndpointsCheck:
                 if not isinstance(resp, ProbeError):
                     raise resp
                 result.add_sample("vigil_endpoint_up", labels, 0.0)
-                result.findings.append(Finding("endpoint_down", sev, subject, str(resp),
-                                               "check the service and the path", ep.path))
+                result.findings.append(
+                    Finding(
+                        "endpoint_down",
+                        sev,
+                        subject,
+                        str(resp),
+                        "check the service and the path",
+                        ep.path,
+                    )
+                )
                 continue
             result.add_sample("vigil_endpoint_latency_seconds", labels, resp.elapsed)
             ok = resp.status in ep.expect_status
             if not ok:
-                result.findings.append(Finding(
-                    "unexpected_status", sev, subject,
-                    f"answered HTTP {resp.status}, expected "
-                    + "/".join(str(s) for s in ep.expect_status),
-                    "look at the service's logs for this route", ep.path))
+                result.findings.append(
+                    Finding(
+                        "unexpected_status",
+                        sev,
+                        subject,
+                        f"answered HTTP {resp.status}, expected "
+                        + "/".join(str(s) for s in ep.expect_status),
+                        "look at the service's logs for this route",
+                        ep.path,
+                    )
+                )
             else:
                 why = judge_body(resp, ep)
                 if why:
                     ok = False
-                    result.findings.append(Finding("body_mismatch", sev, subject, why,
-                                                   "check the response content", ep.path))
+                    result.findings.append(
+                        Finding(
+                            "body_mismatch",
+                            sev,
+                            subject,
+                            why,
+                            "check the response content",
+                            ep.path,
+                        )
+                    )
             result.add_sample("vigil_endpoint_up", labels, 1.0 if ok else 0.0)
             if resp.elapsed > ep.latency_budget:
-                result.findings.append(Finding(
-                    "latency_over_budget", Severity.WARNING, subject,
-                    f"took {resp.elapsed:.3f}s, budget {ep.latency_budget:g}s",
-                    "profile the route or raise the budget if it was unrealistic", ep.path))
+                result.findings.append(
+                    Finding(
+                        "latency_over_budget",
+                        Severity.WARNING,
+                        subject,
+                        f"took {resp.elapsed:.3f}s, budget {ep.latency_budget:g}s",
+                        "profile the route or raise the budget if it was unrealistic",
+                        ep.path,
+                    )
+                )
         return result

@@ -17,13 +17,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-
 from vigil.exporter.base import CheckError, CheckResult, Finding, Severity
 from vigil.exporter.config import EnvConfig, EnvVariable, TargetConfig
 from vigil.exporter.secrets import SECRET_FORMATS, is_known_example, is_placeholder, is_weak
 
-__all__ = ["EnvCheck", "read_env", "lookup", "parse_dotenv", "check_type", "write_baseline",
-           "hash_value", "BASELINE_ITERATIONS"]
+__all__ = [
+    "BASELINE_ITERATIONS",
+    "EnvCheck",
+    "check_type",
+    "hash_value",
+    "lookup",
+    "parse_dotenv",
+    "read_env",
+    "write_baseline",
+]
 
 BASELINE_ITERATIONS = 60_000
 _BOOL = {"true", "false", "1", "0", "yes", "no", "on", "off"}
@@ -82,8 +89,10 @@ def read_env(cfg: EnvConfig) -> dict[str, str]:
         return {}
     if not isinstance(data, dict):
         raise CheckError(f"{path}: expected a mapping of variable names to values")
-    return {str(k): "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
-            for k, v in data.items()}
+    return {
+        str(k): "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+        for k, v in data.items()
+    }
 
 
 def _read_directory(cfg: EnvConfig, path: Path) -> dict[str, str]:
@@ -114,9 +123,8 @@ def check_type(value: str, var: EnvVariable) -> str | None:
         return "is not an integer"
     if kind == "bool" and value.lower() not in _BOOL:
         return "is not a boolean (true/false/1/0/yes/no/on/off)"
-    if kind == "port":
-        if not value.isdigit() or not 1 <= int(value) <= 65535:
-            return "is not a port number (1-65535)"
+    if kind == "port" and not (value.isdigit() and 1 <= int(value) <= 65535):
+        return "is not a port number (1-65535)"
     if kind == "url":
         try:
             parts = urlsplit(value)
@@ -159,8 +167,10 @@ def write_baseline(cfg: EnvConfig, env: dict[str, str] | None = None) -> Path:
     payload = _baseline_payload(cfg, read_env(cfg) if env is None else env)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("# vigil env baseline: salted PBKDF2 hashes, no values\n"
-                   + yaml.safe_dump(payload, sort_keys=True))
+    tmp.write_text(
+        "# vigil env baseline: salted PBKDF2 hashes, no values\n"
+        + yaml.safe_dump(payload, sort_keys=True)
+    )
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path
@@ -198,8 +208,11 @@ class EnvCheck:
             problems = self._judge(var, lookup(env, var))
             result.findings.extend(problems)
             valid = not any(f.severity != Severity.INFO for f in problems)
-            result.add_sample("vigil_env_valid", {"target": self.target, "variable": var.name},
-                              1.0 if valid else 0.0)
+            result.add_sample(
+                "vigil_env_valid",
+                {"target": self.target, "variable": var.name},
+                1.0 if valid else 0.0,
+            )
         if self.cfg.baseline_file:
             self._drift(result, env)
         return result
@@ -208,47 +221,102 @@ class EnvCheck:
         name = var.name
         if value is None or value == "":
             if var.required:
-                return [Finding("missing", Severity.CRITICAL, name,
-                                f"required variable {name} is " + ("empty" if value == "" else "not set"),
-                                f"set {name} in the deployment's environment")]
+                return [
+                    Finding(
+                        "missing",
+                        Severity.CRITICAL,
+                        name,
+                        f"required variable {name} is " + ("empty" if value == "" else "not set"),
+                        f"set {name} in the deployment's environment",
+                    )
+                ]
             return []
         out: list[Finding] = []
         if var.secret:
             if is_placeholder(value):
-                return [Finding("secret_placeholder", Severity.CRITICAL, name,
-                                f"secret {name} holds a placeholder, not a real secret",
-                                f"inject the real secret into {name} from your secret store")]
+                return [
+                    Finding(
+                        "secret_placeholder",
+                        Severity.CRITICAL,
+                        name,
+                        f"secret {name} holds a placeholder, not a real secret",
+                        f"inject the real secret into {name} from your secret store",
+                    )
+                ]
             if is_known_example(value):
-                return [Finding("secret_known_example", Severity.CRITICAL, name,
-                                f"secret {name} is a key published in documentation or tutorials",
-                                f"generate a fresh secret for {name} and rotate it")]
+                return [
+                    Finding(
+                        "secret_known_example",
+                        Severity.CRITICAL,
+                        name,
+                        f"secret {name} is a key published in documentation or tutorials",
+                        f"generate a fresh secret for {name} and rotate it",
+                    )
+                ]
         why = check_type(value, var)
         if why:
-            out.append(Finding("invalid", Severity.CRITICAL, name, f"{name} {why}",
-                               f"set {name} to a valid {var.type}"))
+            out.append(
+                Finding(
+                    "invalid",
+                    Severity.CRITICAL,
+                    name,
+                    f"{name} {why}",
+                    f"set {name} to a valid {var.type}",
+                )
+            )
         if var.pattern and not re.fullmatch(var.pattern, value):
-            out.append(Finding("pattern_mismatch", Severity.CRITICAL, name,
-                               f"{name} does not match its declared pattern",
-                               f"set {name} to a value matching {var.pattern}"))
+            out.append(
+                Finding(
+                    "pattern_mismatch",
+                    Severity.CRITICAL,
+                    name,
+                    f"{name} does not match its declared pattern",
+                    f"set {name} to a value matching {var.pattern}",
+                )
+            )
         if var.secret:
             fmt = SECRET_FORMATS.get(var.format) if var.format else None
             if fmt is not None and not re.fullmatch(fmt.pattern, value):
-                out.append(Finding("secret_format_invalid", Severity.CRITICAL, name,
-                                   f"secret {name} is not a well-formed {fmt.description}",
-                                   f"check that {name} holds the whole {fmt.description}"))
+                out.append(
+                    Finding(
+                        "secret_format_invalid",
+                        Severity.CRITICAL,
+                        name,
+                        f"secret {name} is not a well-formed {fmt.description}",
+                        f"check that {name} holds the whole {fmt.description}",
+                    )
+                )
             if fmt is not None and value.startswith(fmt.test_prefixes or ("\0",)):
-                out.append(Finding("secret_test_key", Severity.WARNING, name,
-                                   f"secret {name} is a test-mode {fmt.description}",
-                                   f"use the live key in {name} for production deploys"))
+                out.append(
+                    Finding(
+                        "secret_test_key",
+                        Severity.WARNING,
+                        name,
+                        f"secret {name} is a test-mode {fmt.description}",
+                        f"use the live key in {name} for production deploys",
+                    )
+                )
             weak = is_weak(value, var.min_length if var.min_length is not None else 16)
             if weak:
-                out.append(Finding("secret_weak", Severity.WARNING, name,
-                                   f"secret {name} is weak: {weak}",
-                                   f"generate {name} with a CSPRNG, e.g. `openssl rand -hex 32`"))
+                out.append(
+                    Finding(
+                        "secret_weak",
+                        Severity.WARNING,
+                        name,
+                        f"secret {name} is weak: {weak}",
+                        f"generate {name} with a CSPRNG, e.g. `openssl rand -hex 32`",
+                    )
+                )
         elif var.min_length is not None and len(value) < var.min_length:
-            out.append(Finding("invalid", Severity.CRITICAL, name,
-                               f"{name} is shorter than {var.min_length} characters",
-                               f"set {name} to a longer value"))
+            out.append(
+                Finding(
+                    "invalid",
+                    Severity.CRITICAL,
+                    name,
+                    f"{name} is shorter than {var.min_length} characters",
+                    f"set {name} to a longer value",
+                )
+            )
         return out
 
     def _drift(self, result: CheckResult, env: dict[str, str]) -> None:
@@ -257,10 +325,15 @@ class EnvCheck:
         if not path.exists() and self.cfg.record_missing_baseline:
             write_baseline(self.cfg, env)
         if not path.exists():
-            result.findings.append(Finding(
-                "baseline_missing", Severity.WARNING, str(path.name),
-                "the env baseline file does not exist, so drift cannot be judged",
-                "record one with `vigil validate --write-env-baseline` from a known-good deploy"))
+            result.findings.append(
+                Finding(
+                    "baseline_missing",
+                    Severity.WARNING,
+                    str(path.name),
+                    "the env baseline file does not exist, so drift cannot be judged",
+                    "record one with `vigil validate --write-env-baseline` from a known-good deploy",
+                )
+            )
             return
         salt, iterations, baseline = _load_baseline(path)
         for var in self.cfg.variables:
@@ -268,22 +341,34 @@ class EnvCheck:
                 continue
             labels = {"target": self.target, "variable": var.name}
             if var.name not in baseline:
-                result.findings.append(Finding(
-                    "baseline_unknown_variable", Severity.INFO, var.name,
-                    f"{var.name} is not in the baseline",
-                    "re-record the baseline after reviewing the new variable"))
+                result.findings.append(
+                    Finding(
+                        "baseline_unknown_variable",
+                        Severity.INFO,
+                        var.name,
+                        f"{var.name} is not in the baseline",
+                        "re-record the baseline after reviewing the new variable",
+                    )
+                )
                 result.add_sample("vigil_env_drift", labels, 0.0)
                 continue
             expected = baseline[var.name]
             current = hash_value(lookup(env, var), salt, iterations)
             same = (expected is None and current is None) or (
-                expected is not None and current is not None
-                and hmac.compare_digest(str(expected), current))
+                expected is not None
+                and current is not None
+                and hmac.compare_digest(str(expected), current)
+            )
             result.add_sample("vigil_env_drift", labels, 0.0 if same else 1.0)
             if not same:
-                result.findings.append(Finding(
-                    "drift", Severity.WARNING, var.name,
-                    f"{var.name} differs from the baseline"
-                    + (" (secret; compared by salted hash)" if var.secret else ""),
-                    "if the change is intended, re-record the baseline; otherwise restore the "
-                    "known-good value"))
+                result.findings.append(
+                    Finding(
+                        "drift",
+                        Severity.WARNING,
+                        var.name,
+                        f"{var.name} differs from the baseline"
+                        + (" (secret; compared by salted hash)" if var.secret else ""),
+                        "if the change is intended, re-record the baseline; otherwise restore the "
+                        "known-good value",
+                    )
+                )

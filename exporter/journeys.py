@@ -65,13 +65,19 @@ class JourneysCheck:
         result = CheckResult(self.target, self.name, success=True)
         deadline = time.monotonic() + timeout
         auth = env_headers(*self.auth)
-        async with Probe(self.base_url, ca_file=self.ca_file, concurrency=8, deadline=deadline,
-                         request_timeout=self.cfg.request_timeout) as probe:
+        async with Probe(
+            self.base_url,
+            ca_file=self.ca_file,
+            concurrency=8,
+            deadline=deadline,
+            request_timeout=self.cfg.request_timeout,
+        ) as probe:
             await asyncio.gather(*(self._journey(probe, j, result, auth) for j in self.cfg.items))
         return result
 
-    async def _journey(self, probe: Probe, journey: JourneyConfig, result: CheckResult,
-                       auth: dict[str, str]) -> None:
+    async def _journey(
+        self, probe: Probe, journey: JourneyConfig, result: CheckResult, auth: dict[str, str]
+    ) -> None:
         captured: dict[str, Any] = {}
         broken: str | None = None
         start = time.perf_counter()
@@ -85,76 +91,120 @@ class JourneysCheck:
                 result.add_sample("vigil_journey_step_ok", labels, 0.0)
                 if broken is None:
                     broken = step.name
-                    result.findings.append(Finding(
-                        fail.rule, fail.severity, f"{journey.name}/{step.name}",
-                        f"journey {journey.name} broke at step {step.name} "
-                        f"({step.method} {step.path}): {fail.message}", fail.fix, step.path))
+                    result.findings.append(
+                        Finding(
+                            fail.rule,
+                            fail.severity,
+                            f"{journey.name}/{step.name}",
+                            f"journey {journey.name} broke at step {step.name} "
+                            f"({step.method} {step.path}): {fail.message}",
+                            fail.fix,
+                            step.path,
+                        )
+                    )
             else:
                 result.add_sample("vigil_journey_step_ok", labels, 1.0)
         jl = {"target": self.target, "journey": journey.name}
         result.add_sample("vigil_journey_success", jl, 0.0 if broken else 1.0)
         result.add_sample("vigil_journey_duration_seconds", jl, time.perf_counter() - start)
 
-    async def _step(self, probe: Probe, journey: JourneyConfig, step: JourneyStep,
-                    captured: dict[str, Any], result: CheckResult, auth: dict[str, str]) -> None:
+    async def _step(
+        self,
+        probe: Probe,
+        journey: JourneyConfig,
+        step: JourneyStep,
+        captured: dict[str, Any],
+        result: CheckResult,
+        auth: dict[str, str],
+    ) -> None:
         try:
             path = substitute(step.path, captured, in_path=True)
             body = substitute(step.json_body, captured) if step.json_body is not None else None
         except KeyError as exc:
-            raise _StepFailed("journey_capture_missing",
-                              f"placeholder {{{exc.args[0]}}} was never captured",
-                              "fix the capture of an earlier step") from None
+            raise _StepFailed(
+                "journey_capture_missing",
+                f"placeholder {{{exc.args[0]}}} was never captured",
+                "fix the capture of an earlier step",
+            ) from None
         headers = {**step.headers, **auth}
         if body is not None:
             headers.setdefault("Content-Type", "application/json")
         names = sorted(headers)
         try:
             if needs_preflight(step.method, names):
-                pf_headers = {"Origin": journey.origin, "Access-Control-Request-Method": step.method}
-                non_safe = sorted({n.lower() for n in names}
-                                  - {"accept", "accept-language", "content-language"})
+                pf_headers = {
+                    "Origin": journey.origin,
+                    "Access-Control-Request-Method": step.method,
+                }
+                non_safe = sorted(
+                    {n.lower() for n in names} - {"accept", "accept-language", "content-language"}
+                )
                 if non_safe:
                     pf_headers["Access-Control-Request-Headers"] = ",".join(non_safe)
                 pf = await probe.request("OPTIONS", path, headers=pf_headers, read_body=False)
-                verdict = judge_preflight(pf, journey.origin, step.method, names, journey.credentials)
+                verdict = judge_preflight(
+                    pf, journey.origin, step.method, names, journey.credentials
+                )
                 if not verdict.allowed:
                     raise _StepFailed(
-                        "journey_cors_blocked", f"the browser's CORS preflight is refused: "
-                        f"{verdict.reason}",
+                        "journey_cors_blocked",
+                        f"the browser's CORS preflight is refused: {verdict.reason}",
                         f"allow {step.method} (and the headers {', '.join(names) or 'none'}) for "
-                        f"{journey.origin} in the CORS configuration")
-            resp = await probe.request(step.method, path, headers={"Origin": journey.origin, **headers},
-                                       json=body)
+                        f"{journey.origin} in the CORS configuration",
+                    )
+            resp = await probe.request(
+                step.method, path, headers={"Origin": journey.origin, **headers}, json=body
+            )
         except ProbeError as exc:
             raise _StepFailed("journey_request_failed", str(exc), "check the service") from None
         readable, why = judge_actual(resp, journey.origin, journey.credentials)
         if not readable:
-            raise _StepFailed("journey_cors_blocked", f"the page cannot read the response: {why}",
-                              "send CORS headers on actual responses for this origin")
+            raise _StepFailed(
+                "journey_cors_blocked",
+                f"the page cannot read the response: {why}",
+                "send CORS headers on actual responses for this origin",
+            )
         if resp.status not in step.expect_status:
-            raise _StepFailed("journey_unexpected_status",
-                              f"answered HTTP {resp.status}, expected "
-                              + "/".join(str(s) for s in step.expect_status),
-                              "look at the service's logs for this route")
+            raise _StepFailed(
+                "journey_unexpected_status",
+                f"answered HTTP {resp.status}, expected "
+                + "/".join(str(s) for s in step.expect_status),
+                "look at the service's logs for this route",
+            )
         document: Any = MISSING
         if step.expect_json or step.capture:
             try:
                 document = json.loads(resp.body)
             except ValueError:
-                raise _StepFailed("journey_unexpected_body", "the response is not JSON",
-                                  "check the route's response") from None
+                raise _StepFailed(
+                    "journey_unexpected_body",
+                    "the response is not JSON",
+                    "check the route's response",
+                ) from None
         for jpath, expected in step.expect_json.items():
             if resolve(document, jpath) != expected:
-                raise _StepFailed("journey_unexpected_body", f"{jpath} is not the expected value",
-                                  "check the route's response")
+                raise _StepFailed(
+                    "journey_unexpected_body",
+                    f"{jpath} is not the expected value",
+                    "check the route's response",
+                )
         for name, jpath in step.capture.items():
             value = resolve(document, jpath)
             if value is MISSING:
-                raise _StepFailed("journey_capture_missing", f"{jpath} is missing in the response",
-                                  "check the route's response")
+                raise _StepFailed(
+                    "journey_capture_missing",
+                    f"{jpath} is missing in the response",
+                    "check the route's response",
+                )
             captured[name] = value
         if resp.elapsed > step.latency_budget:
-            result.findings.append(Finding(
-                "journey_latency_over_budget", Severity.WARNING, f"{journey.name}/{step.name}",
-                f"step took {resp.elapsed:.3f}s, budget {step.latency_budget:g}s",
-                "profile the route or raise the budget", step.path))
+            result.findings.append(
+                Finding(
+                    "journey_latency_over_budget",
+                    Severity.WARNING,
+                    f"{journey.name}/{step.name}",
+                    f"step took {resp.elapsed:.3f}s, budget {step.latency_budget:g}s",
+                    "profile the route or raise the budget",
+                    step.path,
+                )
+            )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["JsonPathError", "MISSING", "parse_path", "resolve"]
+__all__ = ["MISSING", "JsonPathError", "parse_path", "resolve"]
 
 _TOKEN = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[\"([^\"]*)\"\]|\['([^']*)'\]")
 
@@ -34,8 +34,9 @@ def parse_path(path: str) -> list[str | int]:
     while pos < len(path):
         match = _TOKEN.match(path, pos)
         if match is None:
-            raise JsonPathError(f"unsupported JSON path syntax at character {pos + 1}: "
-                                "use .key, [index] or [\"key\"]")
+            raise JsonPathError(
+                f'unsupported JSON path syntax at character {pos + 1}: use .key, [index] or ["key"]'
+            )
         key, index, dq, sq = match.groups()
         if index is not None:
             parts.append(int(index))

@@ -6,44 +6,55 @@ up here. A family a check adds that is not listed is still exposed, with generic
 
 from __future__ import annotations
 
-__all__ = ["SAMPLE_FAMILIES", "CACHED_NOTE"]
+__all__ = ["CACHED_NOTE", "SAMPLE_FAMILIES"]
 
 CACHED_NOTE = "Served from cache: the check's min_interval has not passed since its last run."
 
 SAMPLE_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "vigil_cors_preflight_allowed": (
         "1 when a browser's CORS preflight from origin for method would succeed, else 0.",
-        ("target", "origin", "method")),
+        ("target", "origin", "method"),
+    ),
     "vigil_endpoint_up": (
         "1 when the endpoint answered with an expected status and body, else 0.",
-        ("target", "endpoint")),
+        ("target", "endpoint"),
+    ),
     "vigil_endpoint_latency_seconds": (
         "Time the endpoint took to answer, in seconds (absent when it did not answer).",
-        ("target", "endpoint")),
+        ("target", "endpoint"),
+    ),
     "vigil_env_valid": (
         "1 when the declared variable is present (or optional) and valid, else 0.",
-        ("target", "variable")),
+        ("target", "variable"),
+    ),
     "vigil_env_drift": (
         "1 when the variable's salted hash differs from the recorded baseline, else 0.",
-        ("target", "variable")),
+        ("target", "variable"),
+    ),
     # The issue asked for "days left"; promtool insists on base units, so this is seconds
     # (dashboards show it with the `s` unit, which renders as days).
     "vigil_tls_cert_remaining_seconds": (
         "Seconds until the TLS certificate's notAfter (negative once expired).",
-        ("target", "host")),
+        ("target", "host"),
+    ),
     "vigil_journey_success": (
         "1 when every step of the synthetic journey passed, else 0.",
-        ("target", "journey")),
+        ("target", "journey"),
+    ),
     "vigil_journey_step_ok": (
         "1 when the journey step passed, 0 when it broke (skipped steps are absent).",
-        ("target", "journey", "step")),
+        ("target", "journey", "step"),
+    ),
     "vigil_journey_duration_seconds": (
         "Wall time of the whole synthetic journey, in seconds.",
-        ("target", "journey")),
+        ("target", "journey"),
+    ),
     "vigil_schema_consistent": (
         "1 when the database schema matches what the code and migrations expect, else 0.",
-        ("target",)),
+        ("target",),
+    ),
     "vigil_schema_drift": (
         "1 when the database schema differs from its recorded baseline, else 0.",
-        ("target",)),
+        ("target",),
+    ),
 }

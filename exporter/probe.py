@@ -10,14 +10,13 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
-
 from vigil.exporter.base import CheckError
 
-__all__ = ["Probe", "ProbeResponse", "ProbeError", "env_headers"]
+__all__ = ["Probe", "ProbeError", "ProbeResponse", "env_headers"]
 
 USER_AGENT = "vigil-exporter (+https://github.com/vigil)"
 
@@ -41,7 +40,9 @@ class ProbeResponse:
         return out
 
 
-def env_headers(from_env: dict[str, str], from_file: dict[str, str] | None = None) -> dict[str, str]:
+def env_headers(
+    from_env: dict[str, str], from_file: dict[str, str] | None = None
+) -> dict[str, str]:
     """Headers whose values come from environment variables or files (a secret store mount);
     a missing source is a CheckError that names the variable or file, never a value."""
     out: dict[str, str] = {}
@@ -54,17 +55,26 @@ def env_headers(from_env: dict[str, str], from_file: dict[str, str] | None = Non
         try:
             out[header] = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise CheckError(f"cannot read {path} (for header {header}): "
-                             f"{exc.strerror or exc.__class__.__name__}") from None
+            raise CheckError(
+                f"cannot read {path} (for header {header}): "
+                f"{exc.strerror or exc.__class__.__name__}"
+            ) from None
     return out
 
 
 class Probe:
     """`async with Probe(base_url, ...) as probe: await probe.request(...)`."""
 
-    def __init__(self, base_url: str, *, concurrency: int, deadline: float,
-                 request_timeout: float, ssl_context: ssl.SSLContext | None = None,
-                 ca_file: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        concurrency: int,
+        deadline: float,
+        request_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.deadline = deadline  # time.monotonic() value
         self.request_timeout = request_timeout
@@ -78,24 +88,38 @@ class Probe:
         self.max_in_flight = 0  # observed, for tests and the benchmark
         self.requests = 0
 
-    async def __aenter__(self) -> Probe:
-        connector = aiohttp.TCPConnector(limit=self._concurrency, ssl=self._ssl if self._ssl else True,
-                                         force_close=False, enable_cleanup_closed=False)
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.TCPConnector(
+            limit=self._concurrency,
+            ssl=self._ssl if self._ssl else True,
+            force_close=False,
+            enable_cleanup_closed=False,
+        )
         self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": USER_AGENT}, raise_for_status=False)
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT},
+            raise_for_status=False,
+        )
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    async def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
-                      json: Any = None, timeout: float | None = None,
-                      read_body: bool = True) -> ProbeResponse:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        read_body: bool = True,
+    ) -> ProbeResponse:
         """Send one request without following redirects; raise ProbeError on failure."""
         assert self._session is not None, "use Probe as an async context manager"
         async with self._sem:
@@ -109,13 +133,18 @@ class Probe:
             start = time.perf_counter()
             try:
                 async with self._session.request(
-                    method, self.url(path), headers=headers, json=json, allow_redirects=False,
+                    method,
+                    self.url(path),
+                    headers=headers,
+                    json=json,
+                    allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=limit),
                 ) as resp:
                     body = await resp.read() if read_body and method != "HEAD" else b""
-                    return ProbeResponse(resp.status, resp.headers, body,
-                                         time.perf_counter() - start)
-            except asyncio.TimeoutError:
+                    return ProbeResponse(
+                        resp.status, resp.headers, body, time.perf_counter() - start
+                    )
+            except TimeoutError:
                 raise ProbeError(f"{method} {path}: no answer within {limit:.2f}s") from None
             except aiohttp.ClientSSLError as exc:
                 raise ProbeError(f"{method} {path}: TLS error: {_ssl_reason(exc)}") from None

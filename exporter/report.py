@@ -14,12 +14,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
-from vigil import __version__
 from vigil.exporter.base import SEVERITY_ORDER, CheckResult, Finding, Severity
 from vigil.exporter.score import config_score
 
-__all__ = ["FORMATS", "render", "render_table", "to_json", "to_junit", "to_sarif", "at_or_above"]
+from vigil import __version__
+
+__all__ = ["FORMATS", "at_or_above", "render", "render_table", "to_json", "to_junit", "to_sarif"]
 
 FORMATS = ("table", "json", "junit", "sarif")
 _STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -28,8 +28,10 @@ _SARIF_LEVEL = {Severity.CRITICAL: "error", Severity.WARNING: "warning", Severit
 
 def at_or_above(finding: Finding, threshold: Severity | None) -> bool:
     """Whether a finding meets the --fail-on threshold (None: nothing does)."""
-    return threshold is not None and \
-        SEVERITY_ORDER[Severity(finding.severity)] >= SEVERITY_ORDER[threshold]
+    return (
+        threshold is not None
+        and SEVERITY_ORDER[Severity(finding.severity)] >= SEVERITY_ORDER[threshold]
+    )
 
 
 def _by_target(results: Sequence[CheckResult]) -> dict[str, list[CheckResult]]:
@@ -40,14 +42,20 @@ def _by_target(results: Sequence[CheckResult]) -> dict[str, list[CheckResult]]:
 
 
 def _sorted(findings: list[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (-SEVERITY_ORDER[Severity(f.severity)], f.rule, f.subject))
+    return sorted(
+        findings, key=lambda f: (-SEVERITY_ORDER[Severity(f.severity)], f.rule, f.subject)
+    )
 
 
 def render_table(results: Sequence[CheckResult], console: Console) -> None:
     """One table per target: each check with its status, then its findings and fixes."""
     for target, rows in _by_target(results).items():
-        table = Table(title=f"target {target}: score {config_score(rows):.1f}/100",
-                      title_justify="left", show_lines=False, expand=False)
+        table = Table(
+            title=f"target {target}: score {config_score(rows):.1f}/100",
+            title_justify="left",
+            show_lines=False,
+            expand=False,
+        )
         table.add_column("check", style="bold")
         table.add_column("severity")
         table.add_column("rule")
@@ -56,23 +64,42 @@ def render_table(results: Sequence[CheckResult], console: Console) -> None:
         table.add_column("fix", overflow="fold", style="dim")
         for r in rows:
             if not r.success:
-                table.add_row(r.check, Text("ERROR", style="bold magenta"), "check_failed", "",
-                              r.error, "")
+                table.add_row(
+                    r.check, Text("ERROR", style="bold magenta"), "check_failed", "", r.error, ""
+                )
                 continue
             if not r.findings:
-                table.add_row(r.check, Text("ok", style="green"), "", "", f"passed in "
-                              f"{r.duration_seconds:.2f}s", "")
+                table.add_row(
+                    r.check,
+                    Text("ok", style="green"),
+                    "",
+                    "",
+                    f"passed in {r.duration_seconds:.2f}s",
+                    "",
+                )
                 continue
             for i, f in enumerate(_sorted(r.findings)):
                 sev = Severity(f.severity)
-                table.add_row(r.check if i == 0 else "", Text(sev.value, style=_STYLE[sev]), f.rule,
-                              f.subject, f.message, f.fix)
+                table.add_row(
+                    r.check if i == 0 else "",
+                    Text(sev.value, style=_STYLE[sev]),
+                    f.rule,
+                    f.subject,
+                    f.message,
+                    f.fix,
+                )
         console.print(table)
 
 
 def _finding_dict(f: Finding) -> dict[str, Any]:
-    return {"rule": f.rule, "severity": Severity(f.severity).value, "subject": f.subject,
-            "message": f.message, "fix": f.fix, "location": f.location}
+    return {
+        "rule": f.rule,
+        "severity": Severity(f.severity).value,
+        "subject": f.subject,
+        "message": f.message,
+        "fix": f.fix,
+        "location": f.location,
+    }
 
 
 def to_json(results: Sequence[CheckResult]) -> str:
@@ -80,11 +107,20 @@ def to_json(results: Sequence[CheckResult]) -> str:
     doc = {
         "vigil_version": __version__,
         "targets": [
-            {"target": target, "score": round(config_score(rows), 2),
-             "checks": [{"check": r.check, "success": r.success, "error": r.error,
-                         "duration_seconds": round(r.duration_seconds, 4),
-                         "findings": [_finding_dict(f) for f in _sorted(r.findings)]}
-                        for r in rows]}
+            {
+                "target": target,
+                "score": round(config_score(rows), 2),
+                "checks": [
+                    {
+                        "check": r.check,
+                        "success": r.success,
+                        "error": r.error,
+                        "duration_seconds": round(r.duration_seconds, 4),
+                        "findings": [_finding_dict(f) for f in _sorted(r.findings)],
+                    }
+                    for r in rows
+                ],
+            }
             for target, rows in _by_target(results).items()
         ],
     }
@@ -99,20 +135,32 @@ def to_junit(results: Sequence[CheckResult], fail_on: Severity | None) -> str:
         suite = ET.SubElement(suites, "testsuite", name=target, tests=str(len(rows)))
         failures = errors = 0
         for r in rows:
-            case = ET.SubElement(suite, "testcase", classname=f"vigil.{target}", name=r.check,
-                                 time=f"{r.duration_seconds:.3f}")
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"vigil.{target}",
+                name=r.check,
+                time=f"{r.duration_seconds:.3f}",
+            )
             if not r.success:
                 errors += 1
                 ET.SubElement(case, "error", message=r.error, type="check_failed").text = r.error
                 continue
             failing = [f for f in _sorted(r.findings) if at_or_above(f, fail_on)]
-            lines = [f"[{Severity(f.severity).value}] {f.rule} {f.subject}: {f.message}"
-                     + (f" -- fix: {f.fix}" if f.fix else "") for f in _sorted(r.findings)]
+            lines = [
+                f"[{Severity(f.severity).value}] {f.rule} {f.subject}: {f.message}"
+                + (f" -- fix: {f.fix}" if f.fix else "")
+                for f in _sorted(r.findings)
+            ]
             if failing:
                 failures += 1
-                ET.SubElement(case, "failure", message=f"{len(failing)} finding(s) at or above "
-                              f"{fail_on.value if fail_on else 'never'}", type="findings"
-                              ).text = "\n".join(lines)
+                ET.SubElement(
+                    case,
+                    "failure",
+                    message=f"{len(failing)} finding(s) at or above "
+                    f"{fail_on.value if fail_on else 'never'}",
+                    type="findings",
+                ).text = "\n".join(lines)
             elif lines:
                 ET.SubElement(case, "system-out").text = "\n".join(lines)
         suite.set("failures", str(failures))
@@ -130,46 +178,81 @@ def to_sarif(results: Sequence[CheckResult], config_file: str) -> str:
         items = list(r.findings)
         for f in items:
             rule_id = f"{r.check}/{f.rule}"
-            rules.setdefault(rule_id, {
-                "id": rule_id, "name": f.rule,
-                "shortDescription": {"text": f"{r.check}: {f.rule.replace('_', ' ')}"},
-                "help": {"text": f.fix or "see docs/checks/"},
-                "helpUri": f"docs/checks/{r.check}.md",
-                "defaultConfiguration": {"level": _SARIF_LEVEL[Severity(f.severity)]},
-            })
-            out.append({
-                "ruleId": rule_id,
-                "level": _SARIF_LEVEL[Severity(f.severity)],
-                "message": {"text": f"[{r.target}] {f.subject}: {f.message}"
-                            + (f" Fix: {f.fix}" if f.fix else "")},
-                "locations": [{
-                    "physicalLocation": {"artifactLocation": {"uri": config_file},
-                                         "region": {"startLine": 1}},
-                    "logicalLocations": [{"name": f.subject, "kind": "resource",
-                                          "fullyQualifiedName": f"{r.target}/{r.check}/{f.subject}"}],
-                }],
-                "partialFingerprints": {"vigil/v1": f"{r.target}/{r.check}/{f.rule}/{f.subject}"},
-            })
+            rules.setdefault(
+                rule_id,
+                {
+                    "id": rule_id,
+                    "name": f.rule,
+                    "shortDescription": {"text": f"{r.check}: {f.rule.replace('_', ' ')}"},
+                    "help": {"text": f.fix or "see docs/checks/"},
+                    "helpUri": f"docs/checks/{r.check}.md",
+                    "defaultConfiguration": {"level": _SARIF_LEVEL[Severity(f.severity)]},
+                },
+            )
+            out.append(
+                {
+                    "ruleId": rule_id,
+                    "level": _SARIF_LEVEL[Severity(f.severity)],
+                    "message": {
+                        "text": f"[{r.target}] {f.subject}: {f.message}"
+                        + (f" Fix: {f.fix}" if f.fix else "")
+                    },
+                    "locations": [
+                        {
+                            "physicalLocation": {
+                                "artifactLocation": {"uri": config_file},
+                                "region": {"startLine": 1},
+                            },
+                            "logicalLocations": [
+                                {
+                                    "name": f.subject,
+                                    "kind": "resource",
+                                    "fullyQualifiedName": f"{r.target}/{r.check}/{f.subject}",
+                                }
+                            ],
+                        }
+                    ],
+                    "partialFingerprints": {
+                        "vigil/v1": f"{r.target}/{r.check}/{f.rule}/{f.subject}"
+                    },
+                }
+            )
     doc = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "vigil", "version": __version__,
-                                "informationUri": "https://github.com/vigil/vigil",
-                                "rules": sorted(rules.values(), key=lambda x: x["id"])}},
-            "results": out,
-            "invocations": [{"executionSuccessful": all(r.success for r in results),
-                             "toolExecutionNotifications": [
-                                 {"level": "error", "message": {"text": f"[{r.target}] {r.check}: "
-                                                                f"{r.error}"}}
-                                 for r in results if not r.success]}],
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "vigil",
+                        "version": __version__,
+                        "informationUri": "https://github.com/vigil/vigil",
+                        "rules": sorted(rules.values(), key=lambda x: x["id"]),
+                    }
+                },
+                "results": out,
+                "invocations": [
+                    {
+                        "executionSuccessful": all(r.success for r in results),
+                        "toolExecutionNotifications": [
+                            {
+                                "level": "error",
+                                "message": {"text": f"[{r.target}] {r.check}: {r.error}"},
+                            }
+                            for r in results
+                            if not r.success
+                        ],
+                    }
+                ],
+            }
+        ],
     }
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render(fmt: str, results: Sequence[CheckResult], *, fail_on: Severity | None,
-           config_file: str) -> str:
+def render(
+    fmt: str, results: Sequence[CheckResult], *, fail_on: Severity | None, config_file: str
+) -> str:
     """Machine output in one of json, junit, sarif."""
     if fmt == "json":
         return to_json(results)

@@ -4,14 +4,16 @@ check's failure escape: every run ends as a CheckResult."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vigil.config import ConfigError
 from vigil.exporter.base import Check, CheckError, CheckResult, Finding, Severity
+
+from vigil.config import ConfigError
 
 __all__ = ["CheckRunner", "run_check", "safe_error"]
 
@@ -45,22 +47,34 @@ async def run_check(check: Check, timeout: float) -> CheckResult:
     try:
         result = await asyncio.wait_for(check(budget * INNER_SHARE), budget)
         result.success = result.success and not result.error
-    except asyncio.TimeoutError:
-        result = CheckResult(check.target, check.name, success=False,
-                             error=f"timed out after {budget:.2f}s")
+    except TimeoutError:
+        result = CheckResult(
+            check.target, check.name, success=False, error=f"timed out after {budget:.2f}s"
+        )
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # noqa: BLE001 - one failing check never breaks the rest
-        log.debug("check %s/%s raised %s", check.target, check.name, exc.__class__.__name__,
-                  exc_info=not isinstance(exc, CheckError))
+    except Exception as exc:
+        log.debug(
+            "check %s/%s raised %s",
+            check.target,
+            check.name,
+            exc.__class__.__name__,
+            exc_info=not isinstance(exc, CheckError),
+        )
         result = CheckResult(check.target, check.name, success=False, error=safe_error(exc))
     result.target, result.check = check.target, check.name
     result.duration_seconds = time.perf_counter() - start
     result.timestamp = stamp
     if not result.success:
-        result.findings = [Finding("check_failed", Severity.CRITICAL, check.name,
-                                   f"the {check.name} check could not run: {result.error}",
-                                   "fix the target's reachability or the check's configuration")]
+        result.findings = [
+            Finding(
+                "check_failed",
+                Severity.CRITICAL,
+                check.name,
+                f"the {check.name} check could not run: {result.error}",
+                "fix the target's reachability or the check's configuration",
+            )
+        ]
         result.samples = {}
         log.warning("check %s/%s failed: %s", check.target, check.name, result.error)
     return result
@@ -110,10 +124,14 @@ class CheckRunner:
             owner = False
         try:
             result = await asyncio.wait_for(asyncio.shield(slot.task), timeout + 0.5)
-        except asyncio.TimeoutError:
-            result = CheckResult(slot.check.target, slot.check.name, success=False,
-                                 error="an earlier run of this check is still in progress",
-                                 timestamp=time.time())
+        except TimeoutError:
+            result = CheckResult(
+                slot.check.target,
+                slot.check.name,
+                success=False,
+                error="an earlier run of this check is still in progress",
+                timestamp=time.time(),
+            )
         if owner or slot.result is None or result.timestamp > slot.result.timestamp:
             if owner:
                 key = (slot.check.target, slot.check.name)
@@ -133,7 +151,5 @@ class CheckRunner:
         for slot in self.slots:
             if slot.task is not None and not slot.task.done():
                 slot.task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await slot.task
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                    pass

@@ -10,8 +10,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-__all__ = ["SecretFormat", "SECRET_FORMATS", "is_placeholder", "is_weak", "is_known_example",
-           "shannon_entropy"]
+__all__ = [
+    "SECRET_FORMATS",
+    "SecretFormat",
+    "is_known_example",
+    "is_placeholder",
+    "is_weak",
+    "shannon_entropy",
+]
 
 
 @dataclass(frozen=True)
@@ -26,35 +32,41 @@ class SecretFormat:
 SECRET_FORMATS: dict[str, SecretFormat] = {
     "aws_access_key_id": SecretFormat("AWS access key id", r"^(AKIA|ASIA)[A-Z0-9]{16}$"),
     "aws_secret_access_key": SecretFormat("AWS secret access key", r"^[A-Za-z0-9/+=]{40}$"),
-    "stripe_secret_key": SecretFormat("Stripe secret key", r"^(sk|rk)_(live|test)_[A-Za-z0-9]{16,}$",
-                                      ("sk_test_", "rk_test_")),
-    "github_token": SecretFormat("GitHub token", r"^(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})$"),
+    "stripe_secret_key": SecretFormat(
+        "Stripe secret key", r"^(sk|rk)_(live|test)_[A-Za-z0-9]{16,}$", ("sk_test_", "rk_test_")
+    ),
+    "github_token": SecretFormat(
+        "GitHub token", r"^(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})$"
+    ),
     "slack_token": SecretFormat("Slack token", r"^xox[abprs]-[A-Za-z0-9-]{10,}$"),
     "jwt_secret": SecretFormat("HMAC signing secret", r"^.{32,}$"),
     "hex32": SecretFormat("32+ hex characters", r"^[0-9a-fA-F]{32,}$"),
-    "database_url": SecretFormat("database URL with a password",
-                                 r"^[a-z][a-z0-9+]*://[^:/@\s]+:[^@\s]+@[^/\s]+(/.*)?$"),
+    "database_url": SecretFormat(
+        "database URL with a password", r"^[a-z][a-z0-9+]*://[^:/@\s]+:[^@\s]+@[^/\s]+(/.*)?$"
+    ),
 }
 
 # Keys published in vendor documentation and tutorials; seeing one in a deploy is a leak or a
 # leftover. Compared exactly, so nothing here can match a real key by accident.
-_KNOWN_EXAMPLES = frozenset({
-    "AKIAIOSFODNN7EXAMPLE",
-    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
-    "sk_test_BQokikJOvBiI2HlWgH4olfQ2",
-    "pk_test_TYooMQauvdEDq54NiTphI7jx",
-    "your-256-bit-secret",
-    "your-secret-key",
-    "supersecret",
-    "secret",
-    "password",
-    "s3cr3t",
-    "django-insecure-change-me",
-    "development",
-    "keyboard cat",
-    "xoxb-not-a-real-token-this-will-not-work",
-})
+_KNOWN_EXAMPLES = frozenset(
+    {
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+        "sk_test_BQokikJOvBiI2HlWgH4olfQ2",
+        "pk_test_TYooMQauvdEDq54NiTphI7jx",
+        "your-256-bit-secret",
+        "your-secret-key",
+        "supersecret",
+        "secret",
+        "password",
+        "s3cr3t",
+        "django-insecure-change-me",
+        "development",
+        "keyboard cat",
+        "xoxb-not-a-real-token-this-will-not-work",
+    }
+)
 
 _PLACEHOLDER = re.compile(
     r"""^(

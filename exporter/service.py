@@ -9,17 +9,18 @@ and never breaks /metrics.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, ProcessCollector
-
 from vigil.exporter.checks import build_checks
 from vigil.exporter.collector import ExporterCollector
 from vigil.exporter.config import ExporterConfig, load_config
 from vigil.exporter.runner import CheckRunner
+
 from vigil.paths import DEPLOY_DIR
 from vigil.service import (
     ArgumentParser,
@@ -30,7 +31,7 @@ from vigil.service import (
     setup_logging,
 )
 
-__all__ = ["ExporterSettings", "create_app", "main", "RUNNER", "scrape_budget"]
+__all__ = ["RUNNER", "ExporterSettings", "create_app", "main", "scrape_budget"]
 
 log = logging.getLogger("vigil.exporter")
 
@@ -50,7 +51,7 @@ def scrape_budget(header: str | None, default: float, offset: float) -> float:
         timeout = float(header) if header is not None else default
     except ValueError:
         timeout = default
-    if timeout != timeout or timeout <= 0:  # NaN or nonsense
+    if math.isnan(timeout) or timeout <= 0:
         timeout = default
     return max(MIN_BUDGET, timeout - offset)
 
@@ -61,8 +62,11 @@ def scrape_middleware(settings: ExporterSettings) -> web.middleware:  # type: ig
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/metrics" and request.method == "GET":
-            budget = scrape_budget(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
-                                   settings.config.scrape_timeout, settings.timeout_offset)
+            budget = scrape_budget(
+                request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
+                settings.config.scrape_timeout,
+                settings.timeout_offset,
+            )
             await request.app[RUNNER].refresh(budget)
         return await handler(request)
 
@@ -74,8 +78,9 @@ def create_app(settings: ExporterSettings) -> web.Application:
     config = settings.config
     runner = CheckRunner(build_checks(config))
     registry = CollectorRegistry()
-    registry.register(ExporterCollector(runner, [t.name for t in config.targets],
-                                        config.max_finding_series))
+    registry.register(
+        ExporterCollector(runner, [t.name for t in config.targets], config.max_finding_series)
+    )
     ProcessCollector(registry=registry)
     app = web.Application(middlewares=[scrape_middleware(settings)])
     app[RUNNER] = runner
@@ -91,12 +96,18 @@ def create_app(settings: ExporterSettings) -> web.Application:
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="vigil-exporter", description=__doc__.splitlines()[0])
-    add_service_flags(parser, default_config=str(DEPLOY_DIR / "exporter.yml"),
-                      default_listen="127.0.0.1:9115")
-    parser.add_argument("--scrape.timeout-offset", dest="timeout_offset", type=float, default=0.5,
-                        metavar="SECONDS",
-                        help="subtracted from Prometheus' scrape timeout to leave time for the "
-                             "answer (default: 0.5)")
+    add_service_flags(
+        parser, default_config=str(DEPLOY_DIR / "exporter.yml"), default_listen="127.0.0.1:9115"
+    )
+    parser.add_argument(
+        "--scrape.timeout-offset",
+        dest="timeout_offset",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="subtracted from Prometheus' scrape timeout to leave time for the "
+        "answer (default: 0.5)",
+    )
     return parser
 
 
@@ -105,8 +116,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     config = load_config(args.config_file)
     log.info("loaded %d target(s) from %s", len(config.targets), args.config_file)
-    run_app(create_app(ExporterSettings(config, args.timeout_offset)), args.listen_address,
-            "vigil.exporter")
+    run_app(
+        create_app(ExporterSettings(config, args.timeout_offset)),
+        args.listen_address,
+        "vigil.exporter",
+    )
     return 0
 
 

@@ -12,17 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
-
 from vigil.exporter.base import CheckError, CheckResult, Severity
 from vigil.exporter.checks import build_checks
 from vigil.exporter.config import ExporterConfig, load_config
 from vigil.exporter.env import write_baseline
 from vigil.exporter.report import FORMATS, at_or_above, render, render_table
 from vigil.exporter.runner import CheckRunner
+
 from vigil.paths import DEPLOY_DIR
 from vigil.service import ArgumentParser, setup_logging
 
-__all__ = ["main", "run_once", "exit_code", "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_ERROR"]
+__all__ = ["EXIT_CLEAN", "EXIT_ERROR", "EXIT_FINDINGS", "exit_code", "main", "run_once"]
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FAIL_ON = ("critical", "warning", "info", "never")
@@ -30,33 +30,66 @@ FAIL_ON = ("critical", "warning", "info", "never")
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="vigil validate", description=__doc__.splitlines()[0])
-    parser.add_argument("--config.file", dest="config_file",
-                        default=str(DEPLOY_DIR / "exporter.yml"),
-                        help="exporter configuration (default: deploy/exporter.yml)")
-    parser.add_argument("--target", action="append", default=[], metavar="NAME",
-                        help="only this target (repeatable)")
-    parser.add_argument("--check", action="append", default=[], metavar="NAME",
-                        help="only this check, e.g. cors (repeatable)")
-    parser.add_argument("--format", choices=FORMATS, default="table",
-                        help="report format (default: table)")
-    parser.add_argument("--output", "-o", metavar="FILE",
-                        help="write the report here (machine formats); the table still goes "
-                             "to stdout")
-    parser.add_argument("--fail-on", choices=FAIL_ON, default="critical",
-                        help="lowest severity that fails the gate (default: critical)")
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="time budget per check (default: the config's scrape_timeout)")
-    parser.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warn", "error"),
-                        default="error", help="log level on stderr (default: error; the report "
-                        "already lists failures)")
-    parser.add_argument("--write-env-baseline", action="store_true",
-                        help="record the env check's salted-hash baselines from the current "
-                             "values, then exit")
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default=str(DEPLOY_DIR / "exporter.yml"),
+        help="exporter configuration (default: deploy/exporter.yml)",
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this target (repeatable)",
+    )
+    parser.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this check, e.g. cors (repeatable)",
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, default="table", help="report format (default: table)"
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the report here (machine formats); the table still goes to stdout",
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=FAIL_ON,
+        default="critical",
+        help="lowest severity that fails the gate (default: critical)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="time budget per check (default: the config's scrape_timeout)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=("debug", "info", "warn", "error"),
+        default="error",
+        help="log level on stderr (default: error; the report already lists failures)",
+    )
+    parser.add_argument(
+        "--write-env-baseline",
+        action="store_true",
+        help="record the env check's salted-hash baselines from the current values, then exit",
+    )
     return parser
 
 
-async def run_once(config: ExporterConfig, timeout: float, targets: Sequence[str] = (),
-                   checks: Sequence[str] = ()) -> list[CheckResult]:
+async def run_once(
+    config: ExporterConfig, timeout: float, targets: Sequence[str] = (), checks: Sequence[str] = ()
+) -> list[CheckResult]:
     """Run the selected checks once, concurrently, each within `timeout`."""
     runner = CheckRunner(build_checks(config, list(targets) or None, list(checks) or None))
     try:
@@ -99,13 +132,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     known = {t.name for t in config.targets}
     unknown = [t for t in args.target if t not in known]
     if unknown:
-        print(f"vigil validate: unknown target(s): {', '.join(unknown)}; the config has "
-              f"{', '.join(sorted(known))}", file=sys.stderr)
+        print(
+            f"vigil validate: unknown target(s): {', '.join(unknown)}; the config has "
+            f"{', '.join(sorted(known))}",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     if args.write_env_baseline:
         return _write_baselines(config, args.target)
-    results = asyncio.run(run_once(config, args.timeout or config.scrape_timeout, args.target,
-                                   args.check))
+    results = asyncio.run(
+        run_once(config, args.timeout or config.scrape_timeout, args.target, args.check)
+    )
     if not results:
         print("vigil validate: no checks selected", file=sys.stderr)
         return EXIT_ERROR
@@ -120,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stdout.write(text)
     code = exit_code(results, fail_on)
-    summary = {EXIT_CLEAN: "passed", EXIT_FINDINGS: f"failed: findings at or above {args.fail_on}",
-               EXIT_ERROR: "failed: a check could not run"}[code]
+    summary = {
+        EXIT_CLEAN: "passed",
+        EXIT_FINDINGS: f"failed: findings at or above {args.fail_on}",
+        EXIT_ERROR: "failed: a check could not run",
+    }[code]
     print(f"vigil validate: {summary}", file=sys.stderr)
     return code

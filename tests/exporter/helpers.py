@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from vigil.demo.client import DemoTarget
 from vigil.exporter.base import CheckResult
 from vigil.exporter.checks import build_checks
 from vigil.exporter.config import ExporterConfig, parse_config
 from vigil.exporter.runner import CheckRunner
+
 from vigil.paths import DEPLOY_DIR
 
 
@@ -23,15 +23,18 @@ def demo_config_dict(target: DemoTarget, workdir: Path) -> dict[str, Any]:
     for name in ("admin-token", "api-key"):
         (secrets_dir / f"demo-{name}").write_text((target.state_dir / name).read_text())
     text = (DEPLOY_DIR / "exporter.yml").read_text()
-    text = (text.replace("http://127.0.0.1:8080", target.url)
-            .replace("${VIGIL_SECRETS_DIR}", str(secrets_dir))
-            .replace("${VIGIL_STATE_DIR}", str(workdir)))
+    text = (
+        text.replace("http://127.0.0.1:8080", target.url)
+        .replace("${VIGIL_SECRETS_DIR}", str(secrets_dir))
+        .replace("${VIGIL_STATE_DIR}", str(workdir))
+    )
     data: dict[str, Any] = yaml.safe_load(text)
     return data
 
 
-def demo_config(target: DemoTarget, workdir: Path, *, only: tuple[str, ...] = (),
-                **overrides: Any) -> ExporterConfig:
+def demo_config(
+    target: DemoTarget, workdir: Path, *, only: tuple[str, ...] = (), **overrides: Any
+) -> ExporterConfig:
     """The demo config, optionally with only some checks and per-check overrides, cache off."""
     data = demo_config_dict(target, workdir)
     tconf = data["targets"][0]

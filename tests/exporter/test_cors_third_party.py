@@ -13,18 +13,32 @@ import aiohttp_cors
 import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
+from vigil.exporter.config import parse_config
 
 from tests.exporter.helpers import arun_checks, rules
-from vigil.exporter.config import parse_config
 from vigil.procs import free_port
 
 APP = "https://app.example.com"
 
 
 def cors_config(base_url: str, **cors: Any) -> Any:
-    return parse_config({"targets": [{"name": "thirdparty", "base_url": base_url, "cors": {
-        "path": "/api/items", "origins": [APP], "required_methods": ["GET", "POST", "PATCH"],
-        "request_headers": ["Content-Type"], **cors}}]})
+    return parse_config(
+        {
+            "targets": [
+                {
+                    "name": "thirdparty",
+                    "base_url": base_url,
+                    "cors": {
+                        "path": "/api/items",
+                        "origins": [APP],
+                        "required_methods": ["GET", "POST", "PATCH"],
+                        "request_headers": ["Content-Type"],
+                        **cors,
+                    },
+                }
+            ]
+        }
+    )
 
 
 async def _ok(_: web.Request) -> web.Response:
@@ -35,8 +49,14 @@ async def test_aiohttp_cors_star_defaults_with_credentials(aiohttp_server: Aioht
     """The README-style `"*": ResourceOptions(allow_credentials=True, ...)` defaults reflect
     every origin with credentials; and the resource has no PATCH route."""
     app = web.Application()
-    cors = aiohttp_cors.setup(app, defaults={"*": aiohttp_cors.ResourceOptions(
-        allow_credentials=True, expose_headers="*", allow_headers="*")})
+    cors = aiohttp_cors.setup(
+        app,
+        defaults={
+            "*": aiohttp_cors.ResourceOptions(
+                allow_credentials=True, expose_headers="*", allow_headers="*"
+            )
+        },
+    )
     resource = cors.add(app.router.add_resource("/api/items"))
     cors.add(resource.add_route("GET", _ok))
     cors.add(resource.add_route("POST", _ok))
@@ -53,15 +73,29 @@ async def test_aiohttp_cors_exact_origins_only_lacks_vary(aiohttp_server: Aiohtt
     """An exact allow-list passes every preflight; what remains is real: aiohttp-cors echoes
     the allowed origin but never sends Vary: Origin."""
     app = web.Application()
-    cors = aiohttp_cors.setup(app, defaults={APP: aiohttp_cors.ResourceOptions(
-        allow_credentials=True, allow_headers=("Content-Type",), allow_methods=["GET", "POST", "PATCH"])})
+    cors = aiohttp_cors.setup(
+        app,
+        defaults={
+            APP: aiohttp_cors.ResourceOptions(
+                allow_credentials=True,
+                allow_headers=("Content-Type",),
+                allow_methods=["GET", "POST", "PATCH"],
+            )
+        },
+    )
     resource = cors.add(app.router.add_resource("/api/items"))
     for method in ("GET", "POST", "PATCH"):
         cors.add(resource.add_route(method, _ok))
     server = await aiohttp_server(app)
-    result = (await arun_checks(cors_config(str(server.make_url("")).rstrip("/"),
-                                            methods=["GET", "POST", "PATCH"],
-                                            simple_requests=["GET"])))["cors"]
+    result = (
+        await arun_checks(
+            cors_config(
+                str(server.make_url("")).rstrip("/"),
+                methods=["GET", "POST", "PATCH"],
+                simple_requests=["GET"],
+            )
+        )
+    )["cors"]
     assert result.success, result.error
     assert [(f.rule, f.subject) for f in result.findings] == [("vary_origin_missing", APP)]
     allowed = {lab["method"]: v for lab, v in result.samples["vigil_cors_preflight_allowed"]}
@@ -84,11 +118,14 @@ def starlette_server() -> Iterator[Callable[..., str]]:
         return JSONResponse({"ok": True})
 
     def start(**options: Any) -> str:
-        app = Starlette(routes=[Route("/api/items", items, methods=["GET", "POST", "PATCH"])],
-                        middleware=[Middleware(CORSMiddleware, **options)])
+        app = Starlette(
+            routes=[Route("/api/items", items, methods=["GET", "POST", "PATCH"])],
+            middleware=[Middleware(CORSMiddleware, **options)],
+        )
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="off"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
@@ -107,8 +144,12 @@ def starlette_server() -> Iterator[Callable[..., str]]:
 async def test_starlette_origin_regex_too_broad(starlette_server: Callable[..., str]) -> None:
     """An allow_origin_regex meant for *.example.com subdomains also admits look-alike hosts
     (the dots are unescaped) and PATCH is missing from allow_methods."""
-    url = starlette_server(allow_origin_regex=r"https://.*.example.com", allow_credentials=True,
-                           allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+    url = starlette_server(
+        allow_origin_regex=r"https://.*.example.com",
+        allow_credentials=True,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+    )
     config = cors_config(url, disallowed_origins=["https://evil-example.com"])
     result = (await arun_checks(config))["cors"]
     assert result.success, result.error
@@ -117,11 +158,14 @@ async def test_starlette_origin_regex_too_broad(starlette_server: Callable[..., 
     assert any(f.rule == "method_refused" and f.subject == f"{APP} PATCH" for f in result.findings)
 
 
-async def test_starlette_wildcard_headers_with_credentials(starlette_server: Callable[..., str]) -> None:
+async def test_starlette_wildcard_headers_with_credentials(
+    starlette_server: Callable[..., str],
+) -> None:
     """allow_headers=['*'] with credentials: Starlette echoes the requested headers, which is fine,
     but allow_origins=['*'] with allow_credentials=True makes it echo any origin."""
-    url = starlette_server(allow_origins=["*"], allow_credentials=True, allow_methods=["*"],
-                           allow_headers=["*"])
+    url = starlette_server(
+        allow_origins=["*"], allow_credentials=True, allow_methods=["*"], allow_headers=["*"]
+    )
     result = (await arun_checks(cors_config(url)))["cors"]
     assert result.success, result.error
     assert "origin_reflected" in rules(result), result.findings
@@ -130,8 +174,12 @@ async def test_starlette_wildcard_headers_with_credentials(starlette_server: Cal
 
 
 async def test_starlette_exact_config_is_clean(starlette_server: Callable[..., str]) -> None:
-    url = starlette_server(allow_origins=[APP], allow_credentials=True,
-                           allow_methods=["GET", "HEAD", "POST", "PATCH"], allow_headers=["Content-Type"])
+    url = starlette_server(
+        allow_origins=[APP],
+        allow_credentials=True,
+        allow_methods=["GET", "HEAD", "POST", "PATCH"],
+        allow_headers=["Content-Type"],
+    )
     result = (await arun_checks(cors_config(url, methods=["GET", "HEAD", "POST", "PATCH"])))["cors"]
     assert result.success and result.findings == [], result.findings
     await asyncio.sleep(0)

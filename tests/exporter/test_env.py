@@ -7,17 +7,26 @@ from typing import Any
 
 import pytest
 import yaml
-
-from tests.exporter.helpers import rules, run_checks
 from vigil.exporter.config import parse_config
 from vigil.exporter.env import write_baseline
+
+from tests.exporter.helpers import rules, run_checks
 
 STRONG = "Zq8v2LmR4xT9wK1pN6bYc3Hd"  # 24 chars, mixed
 
 
 def env_config(tmp_path: Path, variables: list[dict[str, Any]], **env: Any) -> Any:
-    return parse_config({"targets": [{"name": "t", "base_url": "http://127.0.0.1:9",
-                                      "env": {"variables": variables, **env}}]})
+    return parse_config(
+        {
+            "targets": [
+                {
+                    "name": "t",
+                    "base_url": "http://127.0.0.1:9",
+                    "env": {"variables": variables, **env},
+                }
+            ]
+        }
+    )
 
 
 def write_dotenv(path: Path, values: dict[str, str]) -> Path:
@@ -25,7 +34,7 @@ def write_dotenv(path: Path, values: dict[str, str]) -> Path:
     return path
 
 
-SPEC = [
+SPEC: list[dict[str, Any]] = [
     {"name": "PORT", "type": "port"},
     {"name": "LOG_LEVEL", "type": "enum", "values": ["debug", "info"]},
     {"name": "TIMEOUT", "type": "duration", "required": False},
@@ -33,42 +42,53 @@ SPEC = [
     {"name": "API_KEY", "secret": True, "pattern": "^[A-Za-z0-9]{24}$"},
     {"name": "STRIPE_KEY", "secret": True, "format": "stripe_secret_key", "required": False},
 ]
-GOOD = {"PORT": "8080", "LOG_LEVEL": "info", "DATABASE_URL": f"postgresql://app:{STRONG}@db:5432/app",
-        "API_KEY": STRONG}
+GOOD = {
+    "PORT": "8080",
+    "LOG_LEVEL": "info",
+    "DATABASE_URL": f"postgresql://app:{STRONG}@db:5432/app",
+    "API_KEY": STRONG,
+}
 
 
 def test_clean_env_has_no_findings(tmp_path: Path) -> None:
-    cfg = env_config(tmp_path, SPEC, source="dotenv", file=str(write_dotenv(tmp_path / ".env", GOOD)))
+    cfg = env_config(
+        tmp_path, SPEC, source="dotenv", file=str(write_dotenv(tmp_path / ".env", GOOD))
+    )
     result = run_checks(cfg)["env"]
     assert result.success and result.findings == [], result.findings
     valid = {lab["variable"]: v for lab, v in result.samples["vigil_env_valid"]}
     assert valid == {v["name"]: 1.0 for v in SPEC}
 
 
-@pytest.mark.parametrize(("change", "variable", "rule"), [
-    ({"PORT": None}, "PORT", "missing"),
-    ({"PORT": "99999"}, "PORT", "invalid"),
-    ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL", "invalid"),
-    ({"TIMEOUT": "ten"}, "TIMEOUT", "invalid"),
-    ({"API_KEY": "changeme"}, "API_KEY", "secret_placeholder"),
-    ({"API_KEY": "${API_KEY}"}, "API_KEY", "secret_placeholder"),
-    ({"API_KEY": "xxxxxxxxxxxx"}, "API_KEY", "secret_placeholder"),
-    ({"API_KEY": "abc-def"}, "API_KEY", "pattern_mismatch"),
-    ({"API_KEY": "aaaaaaaaaaaaaaaaaaaaaaaa"}, "API_KEY", "secret_weak"),
-    ({"API_KEY": "AKIAIOSFODNN7EXAMPLE"}, "API_KEY", "secret_known_example"),
-    ({"STRIPE_KEY": "sk_test_4eC39HqLyjWDarjtT1zdp7dc"}, "STRIPE_KEY", "secret_known_example"),
-    ({"STRIPE_KEY": "sk_test_Zq8v2LmR4xT9wK1pN6bYc3Hd"}, "STRIPE_KEY", "secret_test_key"),
-    ({"STRIPE_KEY": "pk_live_Zq8v2LmR4xT9wK1pN6bYc3Hd"}, "STRIPE_KEY", "secret_format_invalid"),
-    ({"DATABASE_URL": "postgresql://db:5432/app"}, "DATABASE_URL", "secret_format_invalid"),
-])
-def test_each_problem_is_found(tmp_path: Path, change: dict[str, str | None], variable: str,
-                               rule: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "variable", "rule"),
+    [
+        ({"PORT": None}, "PORT", "missing"),
+        ({"PORT": "99999"}, "PORT", "invalid"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL", "invalid"),
+        ({"TIMEOUT": "ten"}, "TIMEOUT", "invalid"),
+        ({"API_KEY": "changeme"}, "API_KEY", "secret_placeholder"),
+        ({"API_KEY": "${API_KEY}"}, "API_KEY", "secret_placeholder"),
+        ({"API_KEY": "xxxxxxxxxxxx"}, "API_KEY", "secret_placeholder"),
+        ({"API_KEY": "abc-def"}, "API_KEY", "pattern_mismatch"),
+        ({"API_KEY": "aaaaaaaaaaaaaaaaaaaaaaaa"}, "API_KEY", "secret_weak"),
+        ({"API_KEY": "AKIAIOSFODNN7EXAMPLE"}, "API_KEY", "secret_known_example"),
+        ({"STRIPE_KEY": "sk_test_4eC39HqLyjWDarjtT1zdp7dc"}, "STRIPE_KEY", "secret_known_example"),
+        ({"STRIPE_KEY": "sk_test_Zq8v2LmR4xT9wK1pN6bYc3Hd"}, "STRIPE_KEY", "secret_test_key"),
+        ({"STRIPE_KEY": "pk_live_Zq8v2LmR4xT9wK1pN6bYc3Hd"}, "STRIPE_KEY", "secret_format_invalid"),
+        ({"DATABASE_URL": "postgresql://db:5432/app"}, "DATABASE_URL", "secret_format_invalid"),
+    ],
+)
+def test_each_problem_is_found(
+    tmp_path: Path, change: dict[str, str | None], variable: str, rule: str
+) -> None:
     values = {**GOOD, **{k: v for k, v in change.items() if v is not None}}
     for k, v in change.items():
         if v is None:
             values.pop(k)
-    cfg = env_config(tmp_path, SPEC, source="dotenv",
-                     file=str(write_dotenv(tmp_path / ".env", values)))
+    cfg = env_config(
+        tmp_path, SPEC, source="dotenv", file=str(write_dotenv(tmp_path / ".env", values))
+    )
     result = run_checks(cfg)["env"]
     assert (rule, variable) in {(f.rule, f.subject) for f in result.findings}, result.findings
     valid = {lab["variable"]: v for lab, v in result.samples["vigil_env_valid"]}
@@ -78,10 +98,14 @@ def test_each_problem_is_found(tmp_path: Path, change: dict[str, str | None], va
             assert all(value not in f.message for f in result.findings)
 
 
-def test_yaml_process_and_directory_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_yaml_process_and_directory_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = [{"name": "PORT", "type": "port"}, {"name": "FLAG", "type": "bool"}]
     (tmp_path / "env.yml").write_text(yaml.safe_dump({"PORT": 70000, "FLAG": True}))
-    result = run_checks(env_config(tmp_path, spec, source="yaml", file=str(tmp_path / "env.yml")))["env"]
+    result = run_checks(env_config(tmp_path, spec, source="yaml", file=str(tmp_path / "env.yml")))[
+        "env"
+    ]
     assert {(f.rule, f.subject) for f in result.findings} == {("invalid", "PORT")}
 
     monkeypatch.setenv("PORT", "8080")
@@ -92,11 +116,17 @@ def test_yaml_process_and_directory_sources(tmp_path: Path, monkeypatch: pytest.
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "db-password").write_text("changeme\n")
-    spec2 = [{"name": "DB_PASSWORD", "key": "db-password", "secret": True},
-             {"name": "OTHER", "key": "other"}]
-    result = run_checks(env_config(tmp_path, spec2, source="directory", file=str(secrets_dir)))["env"]
+    spec2: list[dict[str, Any]] = [
+        {"name": "DB_PASSWORD", "key": "db-password", "secret": True},
+        {"name": "OTHER", "key": "other"},
+    ]
+    result = run_checks(env_config(tmp_path, spec2, source="directory", file=str(secrets_dir)))[
+        "env"
+    ]
     assert {(f.rule, f.subject) for f in result.findings} == {
-        ("secret_placeholder", "DB_PASSWORD"), ("missing", "OTHER")}
+        ("secret_placeholder", "DB_PASSWORD"),
+        ("missing", "OTHER"),
+    }
 
 
 def test_unreadable_source_fails_the_check(tmp_path: Path) -> None:
@@ -108,7 +138,9 @@ def test_unreadable_source_fails_the_check(tmp_path: Path) -> None:
 def test_baseline_drift_by_salted_hash(tmp_path: Path) -> None:
     env_file = write_dotenv(tmp_path / ".env", GOOD)
     baseline = tmp_path / "baseline.yml"
-    cfg = env_config(tmp_path, SPEC, source="dotenv", file=str(env_file), baseline_file=str(baseline))
+    cfg = env_config(
+        tmp_path, SPEC, source="dotenv", file=str(env_file), baseline_file=str(baseline)
+    )
     result = run_checks(cfg)["env"]
     assert "baseline_missing" in rules(result)
 
@@ -129,8 +161,14 @@ def test_baseline_drift_by_salted_hash(tmp_path: Path) -> None:
 def test_record_missing_baseline_trusts_first_use(tmp_path: Path) -> None:
     env_file = write_dotenv(tmp_path / ".env", GOOD)
     baseline = tmp_path / "b.yml"
-    cfg = env_config(tmp_path, SPEC, source="dotenv", file=str(env_file), baseline_file=str(baseline),
-                     record_missing_baseline=True)
+    cfg = env_config(
+        tmp_path,
+        SPEC,
+        source="dotenv",
+        file=str(env_file),
+        baseline_file=str(baseline),
+        record_missing_baseline=True,
+    )
     assert run_checks(cfg)["env"].findings == [] and baseline.exists()
     write_dotenv(env_file, {**GOOD, "PORT": "8081"})
     assert {f.subject for f in run_checks(cfg)["env"].findings if f.rule == "drift"} == {"PORT"}

@@ -4,75 +4,87 @@ from __future__ import annotations
 
 import pytest
 from multidict import CIMultiDict
-
-from vigil.config import ConfigError
 from vigil.exporter.base import CheckResult, Finding, Severity
 from vigil.exporter.config import EnvVariable, parse_config
 from vigil.exporter.cors import judge_actual, judge_preflight, needs_preflight, probe_origins_for
 from vigil.exporter.env import check_type, hash_value, parse_dotenv
-from vigil.exporter.jsonpath import MISSING, JsonPathError, parse_path, resolve
 from vigil.exporter.journeys import substitute
+from vigil.exporter.jsonpath import MISSING, JsonPathError, parse_path, resolve
 from vigil.exporter.probe import ProbeResponse
 from vigil.exporter.score import config_score
 from vigil.exporter.secrets import is_known_example, is_placeholder, is_weak
 from vigil.exporter.service import scrape_budget
 
+from vigil.config import ConfigError
+
 O = "https://app.example.com"
 
 
-def resp(status: int = 204, **headers: str) -> ProbeResponse:
+def resp(headers: dict[str, str], status: int = 204) -> ProbeResponse:
     h: CIMultiDict[str] = CIMultiDict()
     for k, v in headers.items():
         h.add(k.replace("_", "-"), v)
     return ProbeResponse(status, h, b"", 0.0)
 
 
-GOOD = dict(Access_Control_Allow_Origin=O, Access_Control_Allow_Credentials="true",
-            Access_Control_Allow_Methods="GET, POST, PATCH", Access_Control_Allow_Headers="content-type",
-            Vary="Origin")
+GOOD = {
+    "Access_Control_Allow_Origin": O,
+    "Access_Control_Allow_Credentials": "true",
+    "Access_Control_Allow_Methods": "GET, POST, PATCH",
+    "Access_Control_Allow_Headers": "content-type",
+    "Vary": "Origin",
+}
 
 
 def test_preflight_allows_listed_method_and_header() -> None:
-    v = judge_preflight(resp(**GOOD), O, "PATCH", ["Content-Type"], credentials=True)
+    v = judge_preflight(resp(GOOD), O, "PATCH", ["Content-Type"], credentials=True)
     assert v.allowed and not v.vary_missing
 
 
 def test_preflight_methods_are_case_sensitive() -> None:
-    v = judge_preflight(resp(**{**GOOD, "Access_Control_Allow_Methods": "get, post, patch"}),
-                        O, "PATCH", [], credentials=True)
+    v = judge_preflight(
+        resp({**GOOD, "Access_Control_Allow_Methods": "get, post, patch"}),
+        O,
+        "PATCH",
+        [],
+        credentials=True,
+    )
     assert not v.allowed and v.case_mismatch
     # safelisted methods pass whatever the list says
-    assert judge_preflight(resp(**{**GOOD, "Access_Control_Allow_Methods": "patch"}),
-                           O, "POST", [], credentials=True).allowed
+    assert judge_preflight(
+        resp({**GOOD, "Access_Control_Allow_Methods": "patch"}), O, "POST", [], credentials=True
+    ).allowed
 
 
 def test_preflight_wildcards_do_not_cover_credentialed_requests() -> None:
     star = {**GOOD, "Access_Control_Allow_Methods": "*", "Access_Control_Allow_Headers": "*"}
-    assert not judge_preflight(resp(**star), O, "DELETE", [], credentials=True).allowed
+    assert not judge_preflight(resp(star), O, "DELETE", [], credentials=True).allowed
     nocreds = {**star, "Access_Control_Allow_Origin": "*"}
     del nocreds["Access_Control_Allow_Credentials"]
-    assert judge_preflight(resp(**nocreds), O, "DELETE", ["X-Custom"], credentials=False).allowed
+    assert judge_preflight(resp(nocreds), O, "DELETE", ["X-Custom"], credentials=False).allowed
     # `*` never covers Authorization
-    v = judge_preflight(resp(**nocreds), O, "DELETE", ["Authorization"], credentials=False)
+    v = judge_preflight(resp(nocreds), O, "DELETE", ["Authorization"], credentials=False)
     assert v.refused_headers == ["Authorization"]
 
 
 def test_preflight_wildcard_origin_with_credentials_is_flagged_and_refused() -> None:
-    v = judge_preflight(resp(**{**GOOD, "Access_Control_Allow_Origin": "*"}), O, "GET", [], True)
+    v = judge_preflight(resp({**GOOD, "Access_Control_Allow_Origin": "*"}), O, "GET", [], True)
     assert v.wildcard_with_credentials and not v.origin_ok and not v.allowed
 
 
 def test_preflight_non_2xx_and_missing_vary() -> None:
-    v = judge_preflight(resp(status=302, **{k: v for k, v in GOOD.items() if k != "Vary"}),
-                        O, "GET", [], True)
+    v = judge_preflight(
+        resp({k: v for k, v in GOOD.items() if k != "Vary"}, 302), O, "GET", [], True
+    )
     assert not v.status_ok and not v.allowed and v.vary_missing
 
 
 def test_actual_response_needs_exact_origin() -> None:
-    assert judge_actual(resp(200, **GOOD), O, True)[0]
-    assert not judge_actual(resp(200, **{**GOOD, "Access_Control_Allow_Origin": "https://x.example"}),
-                            O, True)[0]
-    assert not judge_actual(resp(200), O, False)[0]
+    assert judge_actual(resp(GOOD, 200), O, True)[0]
+    assert not judge_actual(
+        resp({**GOOD, "Access_Control_Allow_Origin": "https://x.example"}, 200), O, True
+    )[0]
+    assert not judge_actual(resp({}, 200), O, False)[0]
 
 
 def test_needs_preflight() -> None:
@@ -86,14 +98,30 @@ def test_near_miss_origins() -> None:
     assert "https://app.example.com.tag.invalid" in near and "http://app.example.com" in near
 
 
-@pytest.mark.parametrize("value", ["changeme", "CHANGE_ME", "${DB_PASSWORD}", "$TOKEN", "xxxx",
-                                   "<your-key>", "your_api_key_here", "", "  ", "placeholder",
-                                   "{{ secret }}", "TODO"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "changeme",
+        "CHANGE_ME",
+        "${DB_PASSWORD}",
+        "$TOKEN",
+        "xxxx",
+        "<your-key>",
+        "your_api_key_here",
+        "",
+        "  ",
+        "placeholder",
+        "{{ secret }}",
+        "TODO",
+    ],
+)
 def test_placeholders(value: str) -> None:
     assert is_placeholder(value)
 
 
-@pytest.mark.parametrize("value", ["f3a9c1d2e4b5a6978877665544332211", "sk_live_abcDEF123456ghiJKL"])
+@pytest.mark.parametrize(
+    "value", ["f3a9c1d2e4b5a6978877665544332211", "sk_live_abcDEF123456ghiJKL"]
+)
 def test_real_looking_values_are_not_placeholders(value: str) -> None:
     assert not is_placeholder(value) and not is_known_example(value)
 
@@ -107,10 +135,16 @@ def test_weak_and_known_examples() -> None:
     assert is_known_example("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
 
-@pytest.mark.parametrize(("kind", "good", "bad"), [
-    ("int", "42", "4x2"), ("bool", "yes", "maybe"), ("port", "8080", "70000"),
-    ("url", "https://db.internal:5432/x", "not a url"), ("duration", "1h30m", "90 minutes"),
-])
+@pytest.mark.parametrize(
+    ("kind", "good", "bad"),
+    [
+        ("int", "42", "4x2"),
+        ("bool", "yes", "maybe"),
+        ("port", "8080", "70000"),
+        ("url", "https://db.internal:5432/x", "not a url"),
+        ("duration", "1h30m", "90 minutes"),
+    ],
+)
 def test_types(kind: str, good: str, bad: str) -> None:
     var = EnvVariable(name="X", type=kind)  # type: ignore[arg-type]
     assert check_type(good, var) is None
@@ -124,7 +158,7 @@ def test_enum_type() -> None:
 
 
 def test_dotenv_parsing() -> None:
-    env = parse_dotenv('# c\nexport A=1\nB="two words"\nC=three # comment\nD=\'x#y\'\n')
+    env = parse_dotenv("# c\nexport A=1\nB=\"two words\"\nC=three # comment\nD='x#y'\n")
     assert env == {"A": "1", "B": "two words", "C": "three", "D": "x#y"}
 
 
@@ -173,22 +207,58 @@ def test_scrape_budget() -> None:
     assert scrape_budget("0.2", 5, 0.5) == 0.1
 
 
-@pytest.mark.parametrize(("data", "path"), [
-    ({}, "targets"),
-    ({"targets": [{"name": "a", "base_url": "ftp://x"}]}, "targets[0].base_url"),
-    ({"targets": [{"name": "a", "base_url": "http://x", "cors": {"origins": ["https://a/b"]}}]},
-     "targets[0].cors.origins[0]"),
-    ({"targets": [{"name": "a", "base_url": "http://x", "cors": {"origins": ["https://a"],
-                                                                  "methods": ["FETCH"]}}]},
-     "targets[0].cors.methods[0]"),
-    ({"targets": [{"name": "a", "base_url": "http://x",
-                   "env": {"variables": [{"name": "A", "pattern": "(["}]}}]},
-     "targets[0].env.variables[0].pattern"),
-    ({"targets": [{"name": "a", "base_url": "http://x",
-                   "endpoints": {"items": [{"name": "e", "path": "/", "json_path": "items"}]}}]},
-     "targets[0].endpoints.items[0].json_path"),
-    ({"targets": [{"name": "a", "base_url": "http://x", "corz": {}}]}, "targets[0].corz"),
-])
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({}, "targets"),
+        ({"targets": [{"name": "a", "base_url": "ftp://x"}]}, "targets[0].base_url"),
+        (
+            {
+                "targets": [
+                    {"name": "a", "base_url": "http://x", "cors": {"origins": ["https://a/b"]}}
+                ]
+            },
+            "targets[0].cors.origins[0]",
+        ),
+        (
+            {
+                "targets": [
+                    {
+                        "name": "a",
+                        "base_url": "http://x",
+                        "cors": {"origins": ["https://a"], "methods": ["FETCH"]},
+                    }
+                ]
+            },
+            "targets[0].cors.methods[0]",
+        ),
+        (
+            {
+                "targets": [
+                    {
+                        "name": "a",
+                        "base_url": "http://x",
+                        "env": {"variables": [{"name": "A", "pattern": "(["}]},
+                    }
+                ]
+            },
+            "targets[0].env.variables[0].pattern",
+        ),
+        (
+            {
+                "targets": [
+                    {
+                        "name": "a",
+                        "base_url": "http://x",
+                        "endpoints": {"items": [{"name": "e", "path": "/", "json_path": "items"}]},
+                    }
+                ]
+            },
+            "targets[0].endpoints.items[0].json_path",
+        ),
+        ({"targets": [{"name": "a", "base_url": "http://x", "corz": {}}]}, "targets[0].corz"),
+    ],
+)
 def test_config_errors_name_the_key_path(data: dict, path: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data, "x.yml")
@@ -206,10 +276,10 @@ def test_every_catalogued_family_passes_promtool() -> None:
     import subprocess
 
     from prometheus_client import CollectorRegistry, generate_latest
-
-    from tests.harness import require_binary
     from vigil.exporter.collector import result_families
     from vigil.exporter.metrics import SAMPLE_FAMILIES
+
+    from tests.harness import require_binary
 
     result = CheckResult("t", "c", True, findings=[Finding("r", Severity.INFO, "s", "m")])
     for name, (_, labels) in SAMPLE_FAMILIES.items():
@@ -223,6 +293,13 @@ def test_every_catalogued_family_passes_promtool() -> None:
     registry.register(Results())  # type: ignore[arg-type]
     text = generate_latest(registry).decode()
     assert all(name in text for name in SAMPLE_FAMILIES)
-    lint = subprocess.run([require_binary("promtool"), "check", "metrics"], input=text,
-                          capture_output=True, text=True)
-    assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout + lint.stderr
+    lint = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=text,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), (
+        lint.stdout + lint.stderr
+    )

@@ -12,23 +12,32 @@ from typing import Any
 import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
-
-from tests.exporter.helpers import arun_checks, demo_config, restore_target, run_checks
 from vigil.demo.client import DemoTarget
 from vigil.exporter.config import parse_config
 
+from tests.exporter.helpers import arun_checks, demo_config, restore_target, run_checks
+
 CASES: list[tuple[dict[str, Any], set[tuple[str, str]]]] = [
     ({"security_headers": {"X-Content-Type-Options": ""}}, {("nosniff_missing", "/api/v1/items")}),
-    ({"security_headers": {"X-Frame-Options": "", "Content-Security-Policy": ""}},
-     {("framing_unprotected", "/api/v1/items")}),
+    (
+        {"security_headers": {"X-Frame-Options": "", "Content-Security-Policy": ""}},
+        {("framing_unprotected", "/api/v1/items")},
+    ),
     ({"server_header": "demo/1.2.3 Python/3.11"}, {("version_disclosed", "Server")}),
-    ({"session_cookie": {"secure": False, "http_only": False, "same_site": ""}},
-     {("cookie_not_secure", "session"), ("cookie_not_httponly", "session"),
-      ("cookie_samesite_missing", "session")}),
+    (
+        {"session_cookie": {"secure": False, "http_only": False, "same_site": ""}},
+        {
+            ("cookie_not_secure", "session"),
+            ("cookie_not_httponly", "session"),
+            ("cookie_samesite_missing", "session"),
+        },
+    ),
 ]
 
 
-def test_security_misconfigurations_on_the_demo_target(demo_target: DemoTarget, tmp_path: Path) -> None:
+def test_security_misconfigurations_on_the_demo_target(
+    demo_target: DemoTarget, tmp_path: Path
+) -> None:
     config = demo_config(demo_target, tmp_path, only=("security",))
     clean = run_checks(config)["security"]
     assert clean.success and clean.findings == [], clean.findings
@@ -45,15 +54,36 @@ def make_cert(directory: Path, days: int) -> tuple[Path, Path]:
     if openssl is None:
         pytest.skip("openssl not installed")
     cert, key = directory / f"cert{days}.pem", directory / f"key{days}.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", str(days),
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            str(days),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
-async def https_server(aiohttp_server: AiohttpServer, cert: Path, key: Path,
-                       headers: dict[str, str]) -> str:
+async def https_server(
+    aiohttp_server: AiohttpServer, cert: Path, key: Path, headers: dict[str, str]
+) -> str:
     async def page(_: web.Request) -> web.Response:
         return web.Response(text="ok", headers=headers)
 
@@ -72,8 +102,9 @@ SAFE = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Server"
 async def test_tls_expiry_and_hsts(aiohttp_server: AiohttpServer, tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path, days=3)
     url = await https_server(aiohttp_server, cert, key, SAFE)
-    config = parse_config({"targets": [{"name": "tls", "base_url": url,
-                                        "tls_ca_file": str(cert), "security": {}}]})
+    config = parse_config(
+        {"targets": [{"name": "tls", "base_url": url, "tls_ca_file": str(cert), "security": {}}]}
+    )
     result = (await arun_checks(config))["security"]
     assert result.success, result.error
     found = {(f.rule, f.severity.value) for f in result.findings}
@@ -83,19 +114,35 @@ async def test_tls_expiry_and_hsts(aiohttp_server: AiohttpServer, tmp_path: Path
     assert 2 * 86400 < remaining <= 3 * 86400
 
     # Same certificate, thresholds lowered: only a warning. No CA given: it does not verify.
-    config = parse_config({"targets": [{"name": "tls", "base_url": url, "security": {
-        "tls_critical_days": 1, "tls_warning_days": 30}}]})
+    config = parse_config(
+        {
+            "targets": [
+                {
+                    "name": "tls",
+                    "base_url": url,
+                    "security": {"tls_critical_days": 1, "tls_warning_days": 30},
+                }
+            ]
+        }
+    )
     result = (await arun_checks(config))["security"]
     found = {(f.rule, f.severity.value) for f in result.findings}
     assert ("tls_expiring", "warning") in found and ("tls_invalid", "critical") in found, found
     assert result.samples["vigil_tls_cert_remaining_seconds"][0][1] > 2 * 86400
 
 
-async def test_long_lived_cert_with_hsts_is_clean(aiohttp_server: AiohttpServer, tmp_path: Path) -> None:
+async def test_long_lived_cert_with_hsts_is_clean(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
     cert, key = make_cert(tmp_path, days=365)
-    url = await https_server(aiohttp_server, cert, key, {
-        **SAFE, "Strict-Transport-Security": "max-age=31536000; includeSubDomains"})
-    config = parse_config({"targets": [{"name": "tls", "base_url": url,
-                                        "tls_ca_file": str(cert), "security": {}}]})
+    url = await https_server(
+        aiohttp_server,
+        cert,
+        key,
+        {**SAFE, "Strict-Transport-Security": "max-age=31536000; includeSubDomains"},
+    )
+    config = parse_config(
+        {"targets": [{"name": "tls", "base_url": url, "tls_ca_file": str(cert), "security": {}}]}
+    )
     result = (await arun_checks(config))["security"]
     assert result.success and result.findings == [], result.findings

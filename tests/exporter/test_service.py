@@ -14,12 +14,12 @@ import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient, AiohttpServer
-
-from tests.exporter.helpers import demo_config_dict
-from tests.harness import prom_query, require_binary, wait_for
 from vigil.demo.client import DemoTarget
 from vigil.exporter.config import parse_config
 from vigil.exporter.service import RUNNER, ExporterSettings, create_app
+
+from tests.exporter.helpers import demo_config_dict
+from tests.harness import prom_query, require_binary, wait_for
 from vigil.procs import ManagedProcess, free_port, prometheus_config
 
 
@@ -39,43 +39,86 @@ def start_exporter(start_process, tmp_path: Path, data: dict[str, Any]) -> str: 
     config = tmp_path / "exporter.yml"
     config.write_text(yaml.safe_dump(data))
     port = free_port()
-    start_process(ManagedProcess(
-        name="vigil-exporter",
-        argv=[sys.executable, "-c", "from vigil.exporter.service import main; main()",
-              f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
-        log_path=tmp_path / "exporter.log", ready_url=f"http://127.0.0.1:{port}/-/ready"))
+    start_process(
+        ManagedProcess(
+            name="vigil-exporter",
+            argv=[
+                sys.executable,
+                "-c",
+                "from vigil.exporter.service import main; main()",
+                f"--config.file={config}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            log_path=tmp_path / "exporter.log",
+            ready_url=f"http://127.0.0.1:{port}/-/ready",
+        )
+    )
     return f"127.0.0.1:{port}"
 
 
 def test_exposition_passes_promtool_and_prometheus_scrapes_it(
-        demo_target: DemoTarget, tmp_path: Path, start_process, prometheus_factory) -> None:  # type: ignore[no-untyped-def]
+    demo_target: DemoTarget, tmp_path: Path, start_process, prometheus_factory
+) -> None:  # type: ignore[no-untyped-def]
     promtool = require_binary("promtool")
     data = demo_config_dict(demo_target, tmp_path)
     # a second target that is down: its checks fail, /metrics still answers
-    data["targets"].append({"name": "down", "base_url": f"http://127.0.0.1:{free_port()}",
-                            "cors": {"origins": ["https://app.example.com"], "request_timeout": 0.5}})
+    data["targets"].append(
+        {
+            "name": "down",
+            "base_url": f"http://127.0.0.1:{free_port()}",
+            "cors": {"origins": ["https://app.example.com"], "request_timeout": 0.5},
+        }
+    )
     demo_target.inject(cors_drift=True)
     exporter = start_exporter(start_process, tmp_path, data)
-    resp = requests.get(f"http://{exporter}/metrics", timeout=30,
-                        headers={"X-Prometheus-Scrape-Timeout-Seconds": "8"})
+    resp = requests.get(
+        f"http://{exporter}/metrics",
+        timeout=30,
+        headers={"X-Prometheus-Scrape-Timeout-Seconds": "8"},
+    )
     assert resp.status_code == 200
     text = resp.text
-    lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
-    assert lint.returncode == 0 and lint.stdout.strip() == "" and lint.stderr.strip() == "", \
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=text, check=False, capture_output=True, text=True
+    )
+    assert lint.returncode == 0 and lint.stdout.strip() == "" and lint.stderr.strip() == "", (
         lint.stdout + lint.stderr
+    )
 
-    assert sample(text, "vigil_cors_preflight_allowed", target="demo",
-                  origin="https://app.example.com", method="PATCH") == 0.0
-    assert sample(text, "vigil_cors_preflight_allowed", target="demo",
-                  origin="https://app.example.com", method="PUT") == 1.0
+    assert (
+        sample(
+            text,
+            "vigil_cors_preflight_allowed",
+            target="demo",
+            origin="https://app.example.com",
+            method="PATCH",
+        )
+        == 0.0
+    )
+    assert (
+        sample(
+            text,
+            "vigil_cors_preflight_allowed",
+            target="demo",
+            origin="https://app.example.com",
+            method="PUT",
+        )
+        == 1.0
+    )
     for check in ("cors", "env", "security", "endpoints", "journeys"):
         assert sample(text, "vigil_check_success", target="demo", check=check) == 1.0, check
     assert sample(text, "vigil_check_success", target="down", check="cors") == 0.0
     assert sample(text, "vigil_findings", target="demo", check="cors", severity="critical") == 2.0
-    assert sample(text, "vigil_findings", target="demo", check="journeys", severity="critical") == 1.0
+    assert (
+        sample(text, "vigil_findings", target="demo", check="journeys", severity="critical") == 1.0
+    )
     assert sample(text, "vigil_journey_success", target="demo", journey="item_lifecycle") == 0.0
-    assert sample(text, "vigil_journey_step_ok", target="demo", journey="item_lifecycle",
-                  step="rename") == 0.0
+    assert (
+        sample(
+            text, "vigil_journey_step_ok", target="demo", journey="item_lifecycle", step="rename"
+        )
+        == 0.0
+    )
     assert sample(text, "vigil_endpoint_up", target="demo", endpoint="items") == 1.0
     assert sample(text, "vigil_env_valid", target="demo", variable="DEMO_API_KEY") == 1.0
     score = sample(text, "vigil_config_score", target="demo")
@@ -84,24 +127,37 @@ def test_exposition_passes_promtool_and_prometheus_scrapes_it(
     assert sample(text, "vigil_build_info", version="0.1.0") == 1.0
 
     _, prom = prometheus_factory(prometheus_config({"vigil-exporter": [exporter]}, interval="2s"))
-    got = wait_for(lambda: prom_query(prom, 'vigil_cors_preflight_allowed{method="PATCH"} == 0'),
-                   timeout=40, what="PATCH preflight series scraped by Prometheus")
-    assert {r["metric"]["origin"] for r in got} == {"https://app.example.com",
-                                                     "https://admin.example.com"}
+    got = wait_for(
+        lambda: prom_query(prom, 'vigil_cors_preflight_allowed{method="PATCH"} == 0'),
+        timeout=40,
+        what="PATCH preflight series scraped by Prometheus",
+    )
+    assert {r["metric"]["origin"] for r in got} == {
+        "https://app.example.com",
+        "https://admin.example.com",
+    }
     up = prom_query(prom, 'up{job="vigil-exporter"}')
     assert up and up[0]["value"][1] == "1"
 
 
 def _small_config(base_url: str, **env: Any) -> Any:
-    return parse_config({"targets": [{"name": "t", "base_url": base_url,
-                                      "endpoints": {"min_interval": 3600, "items": [
-                                          {"name": "root", "path": "/"}]},
-                                      "cors": {"origins": ["https://a.example.com"],
-                                               "request_timeout": 0.5}}]})
+    return parse_config(
+        {
+            "targets": [
+                {
+                    "name": "t",
+                    "base_url": base_url,
+                    "endpoints": {"min_interval": 3600, "items": [{"name": "root", "path": "/"}]},
+                    "cors": {"origins": ["https://a.example.com"], "request_timeout": 0.5},
+                }
+            ]
+        }
+    )
 
 
-async def test_min_interval_cache_and_help_text(aiohttp_server: AiohttpServer,
-                                                aiohttp_client: AiohttpClient) -> None:
+async def test_min_interval_cache_and_help_text(
+    aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient
+) -> None:
     hits = 0
 
     async def root(request: web.Request) -> web.Response:
@@ -128,8 +184,9 @@ async def test_min_interval_cache_and_help_text(aiohttp_server: AiohttpServer,
     assert sample(second, "vigil_exporter_check_runs_total", target="t", check="cors") == 2.0
 
 
-async def test_scrape_timeout_header_bounds_the_checks(aiohttp_server: AiohttpServer,
-                                                       aiohttp_client: AiohttpClient) -> None:
+async def test_scrape_timeout_header_bounds_the_checks(
+    aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient
+) -> None:
     async def slow(_: web.Request) -> web.Response:
         import asyncio
 
@@ -139,9 +196,17 @@ async def test_scrape_timeout_header_bounds_the_checks(aiohttp_server: AiohttpSe
     target = web.Application()
     target.router.add_route("*", "/", slow)
     server = await aiohttp_server(target)
-    config = parse_config({"targets": [{"name": "t", "base_url": str(server.make_url("")).rstrip("/"),
-                                        "endpoints": {"items": [{"name": "root", "path": "/",
-                                                                 "timeout": 60}]}}]})
+    config = parse_config(
+        {
+            "targets": [
+                {
+                    "name": "t",
+                    "base_url": str(server.make_url("")).rstrip("/"),
+                    "endpoints": {"items": [{"name": "root", "path": "/", "timeout": 60}]},
+                }
+            ]
+        }
+    )
     client = await aiohttp_client(create_app(ExporterSettings(config, timeout_offset=0.5)))
     started = time.monotonic()
     resp = await client.get("/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
@@ -157,9 +222,21 @@ async def test_scrape_timeout_header_bounds_the_checks(aiohttp_server: AiohttpSe
 
 
 async def test_a_crashing_check_never_breaks_metrics(aiohttp_client: AiohttpClient) -> None:
-    config = parse_config({"targets": [{"name": "t", "base_url": "http://127.0.0.1:9",
-                                        "env": {"source": "dotenv", "file": "/nonexistent/.env",
-                                                "variables": [{"name": "A"}]}}]})
+    config = parse_config(
+        {
+            "targets": [
+                {
+                    "name": "t",
+                    "base_url": "http://127.0.0.1:9",
+                    "env": {
+                        "source": "dotenv",
+                        "file": "/nonexistent/.env",
+                        "variables": [{"name": "A"}],
+                    },
+                }
+            ]
+        }
+    )
     app = create_app(ExporterSettings(config))
 
     class Boom:
