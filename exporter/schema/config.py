@@ -205,7 +205,9 @@ class DriftConfig(StrictModel):
     """Compare the schema fingerprint with a baseline recorded by `vigil schema baseline`."""
 
     baseline_file: Path
-    missing_baseline: Literal["error", "ignore"] = "error"
+    # error: the check fails until a baseline exists; ignore: no drift sample until then;
+    # record: trust on first use, the first successful inspection becomes the baseline
+    missing_baseline: Literal["error", "ignore", "record"] = "error"
 
 
 class CodeReferencesConfig(StrictModel):

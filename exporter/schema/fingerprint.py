@@ -120,8 +120,12 @@ def _without_constraint_indexes(snap: Snapshot) -> Snapshot:
 
 def drift_findings(snap: Snapshot, cfg: DriftConfig) -> tuple[bool | None, list[Finding]]:
     """(drifted, findings naming each change); drifted is None when no baseline is usable."""
-    if not cfg.baseline_file.exists() and cfg.missing_baseline == "ignore":
-        return None, []
+    if not cfg.baseline_file.exists():
+        if cfg.missing_baseline == "ignore":
+            return None, []
+        if cfg.missing_baseline == "record":
+            write_baseline(snap, cfg.baseline_file)
+            return False, []
     base_fp, base = read_baseline(cfg.baseline_file)
     live_fp = fingerprint(snap)
     if live_fp == base_fp:

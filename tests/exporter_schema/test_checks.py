@@ -178,6 +178,12 @@ async def test_missing_baseline(pg_url: str, tmp_path: Path) -> None:
                  drift={"baseline_file": str(tmp_path / "no"), "missing_baseline": "ignore"})
     result = await make_schema_checks("shop", cfg)[0](30)
     assert result.success and "vigil_schema_drift" not in result.samples
+    recorded = tmp_path / "first-use.json"
+    cfg = config(pg_url, lint={"enabled": False},
+                 drift={"baseline_file": str(recorded), "missing_baseline": "record"})
+    result = await make_schema_checks("shop", cfg)[0](30)
+    assert result.success and result.samples["vigil_schema_drift"] == [({"target": "shop"}, 0.0)]
+    assert recorded.exists()
 
 
 def test_cli_errors_hide_the_password(capsys: pytest.CaptureFixture[str]) -> None:
