@@ -125,3 +125,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 
 main = exit_on_error(_main)
+
+
+if __name__ == "__main__":
+    main()
