@@ -111,12 +111,13 @@ def missing_tables() -> Any:
         w=12, h=8)
 
 
-def tls_days_left() -> Any:
+def tls_time_left() -> Any:
     return bar_gauge(
-        "TLS certificate days left", "Days until each HTTPS host's certificate expires "
-        "(negative once expired).", units.Days,
-        prom(f"vigil_tls_cert_days_left{{{TARGET_LABEL}}}", "{{host}}", instant=True),
-        steps=thresholds((None, "red"), (14, "orange"), (30, "green")), w=12, h=8)
+        "TLS certificate time left", "Time until each HTTPS host's certificate expires "
+        "(negative once expired); orange under 30 days, red under 14.", units.Seconds,
+        prom(f"vigil_tls_cert_remaining_seconds{{{TARGET_LABEL}}}", "{{host}}", instant=True),
+        steps=thresholds((None, "red"), (14 * 86400, "orange"), (30 * 86400, "green")),
+        w=12, h=8)
 
 
 def endpoints_up() -> Any:
@@ -181,7 +182,7 @@ def dashboard() -> dict[str, Any]:
         config_score_history(), findings_by_check(),
         row("CORS"), cors_matrix(),
         row("Environment and schema"), env_validity(), schema_history(), missing_tables(),
-        tls_days_left(),
+        tls_time_left(),
         row("Endpoints"), endpoints_up(), endpoint_latency(),
         row("Findings"), active_findings(),
         row("Checks"), check_success(), check_duration(), check_age(),

@@ -46,6 +46,7 @@ class ForecastPanelSpec:
     name: str
     query: str
     threshold: float | None = None
+    threshold_query: str | None = None
     direction: str = "above"
 
 
@@ -57,10 +58,16 @@ def load_forecasts(path: Path | None = None) -> list[ForecastPanelSpec]:
     from vigil.forecaster.config import load_config  # validates the file the same way
 
     config = load_config(path)
-    return [ForecastPanelSpec(name=f.name, query=" ".join(f.query.split()),
-                              threshold=f.threshold.value if f.threshold else None,
-                              direction=f.threshold.direction if f.threshold else "above")
-            for f in config.forecasts]
+    specs = []
+    for forecast in config.forecasts:
+        threshold = forecast.threshold
+        query = threshold.query if threshold and threshold.query else None
+        specs.append(ForecastPanelSpec(
+            name=forecast.name, query=" ".join(forecast.query.split()),
+            threshold=threshold.value if threshold else None,
+            threshold_query=" ".join(query.split()) if query else None,
+            direction=threshold.direction if threshold else "above"))
+    return specs
 
 
 def forecast_vs_actual(spec: ForecastPanelSpec) -> Any:
@@ -69,7 +76,7 @@ def forecast_vs_actual(spec: ForecastPanelSpec) -> Any:
     panel = timeseries(
         f"{spec.name}: actual against forecast",
         f"Actual: `{spec.query}`. The band is the forecaster's yhat_lower..yhat_upper at each "
-        "instant; the dashed line is the threshold.",
+        "instant; the red dashed line is the threshold.",
         units.Short,
         prom(spec.query, "actual", ref="A"),
         prom(f'{selector},bound="yhat"}}', "forecast", ref="B"),
@@ -81,7 +88,14 @@ def forecast_vs_actual(spec: ForecastPanelSpec) -> Any:
                                                                    value=0)])
              .override_by_name("forecast", [dash_m.DynamicConfigValue(
                  id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})]))
-    if spec.threshold is not None:
+    if spec.threshold_query is not None:
+        # the forecaster reads the threshold from this query each cycle; plot the same series
+        panel = (panel.with_target(prom(spec.threshold_query, "threshold", ref="E"))
+                 .override_by_name("threshold", [dash_m.DynamicConfigValue(
+                     id_val="custom.lineStyle", value={"fill": "dash", "dash": [4, 4]}),
+                     dash_m.DynamicConfigValue(id_val="color",
+                                               value={"mode": "fixed", "fixedColor": "red"})]))
+    elif spec.threshold is not None:
         panel = (panel.thresholds(thresholds((None, "transparent"), (spec.threshold, "red")))
                  .thresholds_style(common_b.GraphThresholdsStyleConfig()
                                    .mode(common_m.GraphTresholdsStyleMode.DASHED)))
