@@ -126,16 +126,18 @@ class Store:
             firing = [(i, j, a) for i, (n, _, _) in enumerate(batch)
                       for j, a in enumerate(n.alerts) if a.status == "firing"]
             inserted: dict[tuple[str, datetime], int] = {}
-            for k in range(0, len(firing), _CHUNK):
+            if firing:
+                # executemany with RETURNING: one cached statement, batched by insertmanyvalues
+                stmt = self._insert(Alert).on_conflict_do_nothing(
+                    index_elements=["fingerprint", "starts_at"]
+                ).returning(Alert.id, Alert.fingerprint, Alert.starts_at)
                 rows = [{"fingerprint": a.fingerprint, "starts_at": a.starts_at, "ends_at": None,
                          "alertname": a.labels["alertname"], "status": "firing", "labels": a.labels,
                          "annotations": a.annotations, "generator_url": a.generator_url,
-                         "first_notification_id": note_ids[i], "received_at": now}
-                        for i, _, a in firing[k:k + _CHUNK]]
-                stmt = self._insert(Alert).values(rows).on_conflict_do_nothing(
-                    index_elements=["fingerprint", "starts_at"]
-                ).returning(Alert.id, Alert.fingerprint, Alert.starts_at)
-                for r in conn.execute(stmt):
+                         "first_notification_id": note_ids[i], "received_at": now,
+                         "resolved_at": None}
+                        for i, _, a in firing]
+                for r in conn.execute(stmt, rows):
                     inserted[(r.fingerprint, r.starts_at)] = r.id
             outcome: dict[tuple[int, int], str] = {}
             incident_rows: list[dict[str, Any]] = []
@@ -176,11 +178,6 @@ class Store:
                     for inc_id, row, owner in zip(ids, chunk, owners, strict=True):
                         target = results[owner]
                         (target.new_incidents if row["state"] == "open" else target.escalate).append(inc_id)
-                    conn.execute(sa.insert(AuditLog), [
-                        {"at": now, "actor": "webhook", "action": "incident.open", "incident_id": inc_id,
-                         "detail": {"state": row["state"], "procedure": row["procedure"],
-                                    "reason": row["reason"]}}
-                        for inc_id, row in zip(ids, chunk, strict=True)])
             # resolved alerts: close the incident and cancel queued work
             seen: set[tuple[str, datetime]] = set()
             for i, (n, _, _) in enumerate(batch):

@@ -112,7 +112,10 @@ async def test_prometheus_rule_alertmanager_webhook_restarts_leaking_target(
 
     async def resolved() -> Any:
         rows = await incidents(client)
-        return rows[0] if rows and rows[0]["state"] == "resolved" else None
+        if not rows or rows[0]["state"] != "resolved":
+            return None
+        attempts = (await timeline(client, rows[0]["id"]))["attempts"]
+        return rows[0] if attempts and attempts[0]["finished_at"] else None
 
     inc = await wait_until(resolved, timeout=90, what="the remediator to restart and verify")
     tl = await timeline(client, inc["id"])
