@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from vigil.exporter.base import CheckResult, Severity
-from vigil.exporter.metrics import SAMPLE_FAMILIES
+from vigil.exporter.metrics import family_info
 from vigil.exporter.runner import CheckRunner
 from vigil.exporter.score import config_score
 
@@ -101,9 +101,7 @@ def result_families(
         omitted.add_metric([t], float(dropped.get(t, 0)))
     yield from (success, duration, last_run, is_cached, findings, info, omitted)
     for metric, rows in sorted(samples.items()):
-        text, labelnames = SAMPLE_FAMILIES.get(
-            metric, ("A per-check value (see docs/checks/).", tuple(sorted(rows[0][1])))
-        )
+        text, labelnames = family_info(metric, rows[0][1])
         owners = {(r.target, r.check) for r, _, _ in rows}
         family = GaugeMetricFamily(
             metric,

@@ -49,12 +49,21 @@ SAMPLE_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Wall time of the whole synthetic journey, in seconds.",
         ("target", "journey"),
     ),
-    "vigil_schema_consistent": (
-        "1 when the database schema matches what the code and migrations expect, else 0.",
-        ("target",),
-    ),
-    "vigil_schema_drift": (
-        "1 when the database schema differs from its recorded baseline, else 0.",
-        ("target",),
-    ),
+    # vigil_schema_* families are described by vigil.exporter.schema.metrics (see below).
 }
+
+GENERIC_HELP = "A per-check value (see docs/checks/)."
+
+
+def family_info(name: str, sample_labels: dict[str, str]) -> tuple[str, tuple[str, ...]]:
+    """HELP text and label names of a sample family: ours, the schema checks', or generic."""
+    if name in SAMPLE_FAMILIES:
+        return SAMPLE_FAMILIES[name]
+    if name.startswith("vigil_schema_"):
+        try:  # vigil.exporter.schema keeps its own catalog; import it only when needed
+            from vigil.exporter.schema.metrics import SAMPLE_FAMILIES as schema_families
+        except ImportError:
+            schema_families = {}
+        if name in schema_families:
+            return schema_families[name]
+    return GENERIC_HELP, tuple(sorted(sample_labels))

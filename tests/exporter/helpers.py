@@ -25,6 +25,8 @@ def demo_config_dict(target: DemoTarget, workdir: Path) -> dict[str, Any]:
     text = (DEPLOY_DIR / "exporter.yml").read_text()
     text = (
         text.replace("http://127.0.0.1:8080", target.url)
+        .replace("${VIGIL_DEMO_STATE_DIR}", str(target.state_dir))
+        .replace("${VIGIL_DEPLOY_DIR}", str(DEPLOY_DIR))
         .replace("${VIGIL_SECRETS_DIR}", str(secrets_dir))
         .replace("${VIGIL_STATE_DIR}", str(workdir))
     )
@@ -38,7 +40,7 @@ def demo_config(
     """The demo config, optionally with only some checks and per-check overrides, cache off."""
     data = demo_config_dict(target, workdir)
     tconf = data["targets"][0]
-    for check in ("cors", "env", "security", "endpoints", "journeys"):
+    for check in ("cors", "env", "security", "endpoints", "journeys", "schema"):
         if only and check not in only:
             tconf.pop(check, None)
         elif check in tconf:

@@ -68,7 +68,8 @@ def test_exit_codes_and_formats(demo_target: DemoTarget, tmp_path: Path) -> None
     assert out.returncode == 1 and "method_refused" in out.stdout  # the table still prints
     root = ET.parse(junit).getroot()
     cases = {c.get("name"): c for c in root.iter("testcase")}
-    assert set(cases) == {"cors", "env", "security", "endpoints", "journeys"}
+    schema_checks = {"schema", "schema_lint", "schema_drift", "code_references"}
+    assert set(cases) == {"cors", "env", "security", "endpoints", "journeys", *schema_checks}
     assert cases["cors"].find("failure") is not None
     assert cases["endpoints"].find("failure") is None
     assert root.find("testsuite").get("failures") == "2"  # type: ignore[union-attr]
