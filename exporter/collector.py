@@ -3,6 +3,7 @@ latest results on every collect()."""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
@@ -16,6 +17,8 @@ from vigil.exporter.score import config_score
 from vigil import __version__
 
 __all__ = ["ExporterCollector", "result_families"]
+
+log = logging.getLogger("vigil.exporter")
 
 TC = ["target", "check"]
 
@@ -139,6 +142,7 @@ class ExporterCollector(Collector):
         self.runner = runner
         self.targets = targets
         self.max_finding_series = max_finding_series
+        self.collect_errors = 0
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily(
@@ -146,11 +150,24 @@ class ExporterCollector(Collector):
         )
         build.add_metric([__version__], 1.0)
         yield build
-        yield from result_families(
-            self.runner.results(),
-            targets=self.targets,
-            cached=self.runner.cached_keys(),
-            max_finding_series=self.max_finding_series,
+        try:  # build fully first: a bug here must cost these families, not the scrape
+            families = list(
+                result_families(
+                    self.runner.results(),
+                    targets=self.targets,
+                    cached=self.runner.cached_keys(),
+                    max_finding_series=self.max_finding_series,
+                )
+            )
+        except Exception:
+            log.exception("building the check result families failed")
+            self.collect_errors += 1
+            families = []
+        yield from families
+        yield CounterMetricFamily(
+            "vigil_exporter_collect_errors",
+            "Scrapes whose check-result families could not be built (see the exporter log).",
+            value=float(self.collect_errors),
         )
         runs = CounterMetricFamily(
             "vigil_exporter_check_runs",

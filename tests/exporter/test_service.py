@@ -254,3 +254,33 @@ async def test_a_crashing_check_never_breaks_metrics(aiohttp_client: AiohttpClie
     assert sample(text, "vigil_check_success", target="t", check="boom") == 0.0
     assert "secret-ish" not in text
     assert sample(text, "vigil_exporter_check_errors_total", target="t", check="boom") == 1.0
+
+
+async def test_a_malformed_result_costs_its_families_not_the_scrape(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    config = parse_config(
+        {
+            "targets": [
+                {
+                    "name": "t",
+                    "base_url": "http://127.0.0.1:9",
+                    "cors": {"origins": ["https://a.example.com"]},
+                }
+            ]
+        }
+    )
+    app = create_app(ExporterSettings(config))
+    from vigil.exporter.base import CheckResult
+
+    bad = CheckResult("t", "weird", True)
+    bad.findings.append("not a Finding")  # type: ignore[arg-type]
+    app[RUNNER].slots[0].result = bad  # what a buggy plug-in check could leave behind
+    app[RUNNER].slots[0].check.min_interval = 3600  # serve it from cache
+    app[RUNNER].slots[0].finished_at = time.monotonic()
+    client = await aiohttp_client(app)
+    resp = await client.get("/metrics")
+    text = await resp.text()
+    assert resp.status == 200
+    assert sample(text, "vigil_exporter_collect_errors_total") == 1.0
+    assert sample(text, "vigil_build_info", version="0.1.0") == 1.0
