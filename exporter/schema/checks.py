@@ -44,20 +44,38 @@ class SnapshotProvider:
         self._inflight: concurrent.futures.Future[Any] | None = None
         self._finished_at = 0.0
         self._cancel_hooks: list[Callable[[], None]] = []
+        self._session: Any = None  # pg.PgSession kept between runs (keep_connection)
+        self._session_url = ""
+
+    def _inspect(self) -> Any:
+        from .inspect import inspect_url, is_postgres
+
+        cfg = self._cfg
+        url = cfg.resolve_url()
+        self._redactor.add_url(url)
+        if cfg.keep_connection and is_postgres(url):
+            from .pg import PgSession
+
+            if self._session is None or self._session_url != url:
+                self.close()
+                self._session = PgSession(url, cfg.statement_timeout_seconds,
+                                          cfg.connect_timeout_seconds)
+                self._session_url = url
+            return self._session.inspect(cfg.schemas, on_connect=self._register_cancel)
+        return inspect_url(url, schemas=cfg.schemas,
+                           statement_timeout=cfg.statement_timeout_seconds,
+                           connect_timeout=cfg.connect_timeout_seconds,
+                           on_connect=self._register_cancel)
+
+    def close(self) -> None:
+        """Close the kept connection, if any (safe to call at any time between runs)."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
     def _run(self, fut: concurrent.futures.Future[Any]) -> None:
-        from .inspect import inspect_url
-
         try:
-            url = self._cfg.resolve_url()
-            self._redactor.add_url(url)
-            snap = inspect_url(
-                url,
-                schemas=self._cfg.schemas,
-                statement_timeout=self._cfg.statement_timeout_seconds,
-                connect_timeout=self._cfg.connect_timeout_seconds,
-                on_connect=self._register_cancel,
-            )
+            snap = self._inspect()
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting check
             with self._mutex:
                 self._cancel_hooks.clear()
@@ -145,6 +163,11 @@ class SchemaCheck:
             result.samples.clear()
         result.duration_seconds = time.monotonic() - started
         return result
+
+    def close(self) -> None:
+        """Release the target's kept database connection (shared by its schema checks)."""
+        if self._provider is not None:
+            self._provider.close()
 
     def run_sync(self, timeout: float) -> CheckResult:
         """Run outside an event loop (the CLI)."""

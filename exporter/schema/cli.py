@@ -95,7 +95,7 @@ def _load_cfg(args: Any) -> SchemaCheckConfig:
 def _snapshot(cfg: SchemaCheckConfig, timeout: float, redactor: Redactor) -> Any:
     from .checks import SnapshotProvider
 
-    provider = SnapshotProvider(cfg, redactor)
+    provider = SnapshotProvider(cfg.model_copy(update={"keep_connection": False}), redactor)
     try:
         return provider.get_sync(timeout)
     except ConfigError:

@@ -237,6 +237,8 @@ class SchemaCheckConfig(DatabaseSource):
     statement_timeout_seconds: float = Field(default=10.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     min_interval: float = Field(default=60.0, ge=0)
+    keep_connection: bool = Field(
+        default=True, description="PostgreSQL: keep one idle connection between runs")
 
     def resolve_paths(self, base: Path) -> SchemaCheckConfig:
         """Return a copy whose relative file paths are taken relative to `base` (the config dir)."""

@@ -6,6 +6,7 @@ of tables (plus one for foreign keys that point outside the inspected schemas). 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -107,20 +108,77 @@ def connect_kwargs(url: str, connect_timeout: float) -> dict[str, Any]:
     return kwargs
 
 
+def connect(url: str, statement_timeout: float, connect_timeout: float) -> Any:
+    """A psycopg2 connection that is read-only and time-bounded from its first statement."""
+    kwargs = connect_kwargs(url, connect_timeout)
+    ms = max(1, int(statement_timeout * 1000))
+    kwargs["options"] = (kwargs.get("options", "") + " -c default_transaction_read_only=on"
+                         f" -c statement_timeout={ms} -c lock_timeout={ms}"
+                         " -c idle_in_transaction_session_timeout=" + str(ms)).strip()
+    conn = psycopg2.connect(**kwargs)
+    conn.set_session(readonly=True, autocommit=False)
+    return conn
+
+
+class PgSession:
+    """One connection kept between inspections (warm catalog caches, no reconnect per run).
+
+    Not thread-safe: the caller runs one inspection at a time. A failed inspection drops the
+    connection; the next one reconnects. Between inspections no transaction is open.
+    """
+
+    def __init__(self, url: str, statement_timeout: float, connect_timeout: float) -> None:
+        self._url = url
+        self._statement_timeout = statement_timeout
+        self._connect_timeout = connect_timeout
+        self._conn: Any = None
+
+    def inspect(self, schemas: list[str],
+                on_connect: Callable[[Callable[[], None]], None] | None = None) -> Snapshot:
+        reused = self._conn is not None and not self._conn.closed
+        try:
+            return self._inspect_once(schemas, on_connect)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            if not reused:
+                raise
+        # the kept connection died between runs (server restart, idle kill): once more, fresh
+        return self._inspect_once(schemas, on_connect)
+
+    def _inspect_once(self, schemas: list[str],
+                      on_connect: Callable[[Callable[[], None]], None] | None) -> Snapshot:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self._url, self._statement_timeout, self._connect_timeout)
+        conn = self._conn
+        try:
+            if on_connect is not None:
+                on_connect(conn.cancel)
+            rows = _read_catalog(conn, schemas)
+        except BaseException:
+            self.close()
+            raise
+        return build_snapshot(*rows)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
 def inspect_postgres(url: str, schemas: list[str], statement_timeout: float,
                      connect_timeout: float,
                      on_connect: Callable[[Callable[[], None]], None] | None = None) -> Snapshot:
-    """Read the schema in a read-only transaction; `on_connect` receives a cancel function."""
-    kwargs = connect_kwargs(url, connect_timeout)
-    # read-only and time-bounded from the first statement, without extra round trips
-    ms = max(1, int(statement_timeout * 1000))
-    kwargs["options"] = (kwargs.get("options", "") + " -c default_transaction_read_only=on"
-                         f" -c statement_timeout={ms} -c lock_timeout={ms}").strip()
-    conn = psycopg2.connect(**kwargs)
+    """Read the schema over a fresh connection; `on_connect` receives a cancel function."""
+    session = PgSession(url, statement_timeout, connect_timeout)
     try:
-        if on_connect is not None:
-            on_connect(conn.cancel)
-        conn.set_session(readonly=True, autocommit=False)
+        return session.inspect(schemas, on_connect)
+    finally:
+        session.close()
+
+
+def _read_catalog(conn: Any, schemas: list[str]) -> tuple[Any, ...]:
+    """Run the catalog queries in one read-only transaction (rolled back at the end)."""
+    try:
         with conn.cursor() as cur:
             cur.execute("SELECT current_schema(), current_schemas(false)")
             current, path = cur.fetchone()
@@ -141,10 +199,10 @@ def inspect_postgres(url: str, schemas: list[str], statement_timeout: float,
             if outside:
                 cur.execute(OUTSIDE_SQL, {"oids": outside})
                 extra = cur.fetchall()
-        conn.rollback()
     finally:
-        conn.close()
-    return build_snapshot(default, wanted, relations, constraints, indexes, sequences, extra)
+        if not conn.closed:
+            conn.rollback()
+    return default, wanted, relations, constraints, indexes, sequences, extra
 
 
 def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, ...]],

@@ -283,3 +283,37 @@ async def test_every_sample_family_is_documented(pg_url: str, tmp_path: Path) ->
             seen.add(name)
             assert all(tuple(labels) == SAMPLE_FAMILIES[name][1] for labels, _ in rows)
     assert seen == set(SAMPLE_FAMILIES)
+
+
+async def test_kept_connection_is_reused_and_survives_a_server_side_kill(
+        pg_url: str, postgres_server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    from vigil.exporter.schema import checks as checks_module
+
+    monkeypatch.setattr(checks_module, "_REUSE_SECONDS", 0.0)  # every run inspects afresh
+    app = f"vigil-test-{uuid.uuid4().hex[:8]}"
+    run_sql(pg_url, SHOP)
+    (check,) = make_schema_checks("shop", config(pg_url + f"&application_name={app}"))
+
+    def backends() -> list[int]:
+        from vigil.db import create_engine
+
+        engine = create_engine(postgres_server_url)
+        with engine.connect() as conn:
+            pids = list(conn.execute(sa.text("SELECT pid FROM pg_stat_activity "
+                                             "WHERE application_name = :a"), {"a": app}).scalars())
+        engine.dispose()
+        return pids
+
+    assert (await check(30)).success
+    first = backends()
+    assert len(first) == 1  # kept, idle, between runs
+    assert (await check(30)).success
+    assert backends() == first  # the same backend served the second run
+    run_sql(postgres_server_url, f"SELECT pg_terminate_backend({first[0]})")
+    result = await check(30)  # the dead connection is replaced transparently
+    assert result.success, result.error
+    assert len(backends()) == 1 and backends() != first
+    check.close()
+    assert backends() == []
