@@ -116,10 +116,21 @@ class SeasonalityConfig(StrictModel):
 
 
 class ThresholdConfig(StrictModel):
-    """A level the forecast band must not cross; `above` means crossing upwards is bad."""
+    """A level the forecast band must not cross; `above` means crossing upwards is bad.
 
-    value: float
+    Either a fixed `value`, or a PromQL `query` read each cycle (e.g. a limit the target
+    exports), matched to each series on the labels they share; `value` is then the fallback.
+    """
+
+    value: float | None = None
+    query: str | None = None
     direction: Literal["above", "below"] = "above"
+
+    @model_validator(mode="after")
+    def _one(self) -> ThresholdConfig:
+        if self.value is None and not (self.query or "").strip():
+            raise ValueError("set a threshold value or a query")
+        return self
 
 
 class ForecastConfig(StrictModel):

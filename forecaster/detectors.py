@@ -67,6 +67,8 @@ class VigilDetector:
     short_window: int = 10
     long_window: int = 1000
     max_fit_points: int = 800
+    z_cap: float = 1e3
+    scale_window: int = 576
     threshold: float = VIGIL_THRESHOLD
 
     def blocks(self, n: int) -> list[tuple[int, int]]:
@@ -128,7 +130,7 @@ class VigilDetector:
                             scale: np.ndarray) -> np.ndarray:
         """Turn forecast residuals into the [0, 1] anomaly score (causal rolling windows)."""
         z = self.residual_z(ts, y, f, scale)
-        z = np.where(np.isfinite(z), np.minimum(z, 1e3), np.nan)
+        z = np.where(np.isfinite(z), np.minimum(z, self.z_cap), np.nan)
         short = pd.Series(z).rolling(self.short_window, min_periods=1).mean()
         hist = short.shift(self.short_window)
         mu = hist.rolling(self.long_window, min_periods=50).mean()
@@ -145,7 +147,8 @@ class VigilDetector:
         The correction subtracts the median residual at the same time of day over the last
         three days, which removes a periodic misfit (sharp daily steps that a Fourier series
         rounds off). At each block start it is used only if it shrank the spread of the
-        out-of-sample residuals seen so far; the scale is re-estimated from those residuals.
+        out-of-sample residuals of the last `scale_window` rows; the scale is re-estimated from
+        those residuals (recent ones only, so the poor forecasts of a young model age out).
         """
         n = len(y)
         r = y - f
@@ -165,7 +168,7 @@ class VigilDetector:
                 rc[k:hi] = r[k:hi] - np.nanmedian(lagged, axis=0)
         out = np.full(n, np.nan)
         for k, hi in self.blocks(n):
-            lo = max(0, k - self.train_window)
+            lo = max(0, k - self.scale_window)
             past, past_c = r[lo:k], rc[lo:k]
             past = past[np.isfinite(past)]
             past_c = past_c[np.isfinite(past_c)]

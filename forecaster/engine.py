@@ -69,6 +69,7 @@ class SeriesState:
     last_value: float = math.nan
     last_value_ts: float = 0.0
     history_seconds: float = 0.0
+    threshold: float | None = None
 
 
 @dataclass
@@ -132,6 +133,7 @@ class Engine:
                 series.labels.get("__name__", ""), series.values[np.isfinite(series.values)])
             ts, vs = clean_series(series.timestamps, series.values, counter=counter)
             current[series.key] = (series, ts, vs)
+        limits = self._threshold_values(state, now)
         due = now - state.last_fit_attempt >= cfg.retrain_interval
         fit_requests: list[FitRequest] = []
         with self.lock:
@@ -141,6 +143,7 @@ class Engine:
                     del state.series[key]
             for key, (series, ts, vs) in current.items():
                 st = state.series.setdefault(key, SeriesState(series_labels(series.labels)))
+                st.threshold = self._match_threshold(cfg, series.labels, limits)
                 st.history_seconds = float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0
                 if len(ts):
                     st.last_value, st.last_value_ts = float(vs[-1]), float(ts[-1])
@@ -181,6 +184,35 @@ class Engine:
             for key, (_, ts, vs) in current.items():
                 self._evaluate(state.series[key], ts, vs, cfg)
 
+    def _threshold_values(self, state: ForecastState, now: float
+                          ) -> list[tuple[dict[str, str], float]]:
+        """Read the threshold query (if any); on failure fall back to the fixed value."""
+        thr = state.config.threshold
+        if thr is None or not thr.query:
+            return []
+        try:
+            return self.client.query(thr.query, now)
+        except (PrometheusUnavailable, PrometheusError) as exc:
+            with self.lock:
+                state.errors_total += 1
+                state.last_error = f"threshold query failed: {exc}"
+            return []
+
+    @staticmethod
+    def _match_threshold(cfg: ForecastConfig, labels: dict[str, str],
+                         limits: list[tuple[dict[str, str], float]]) -> float | None:
+        """The threshold for one series: the query result sharing its labels, else `value`."""
+        thr = cfg.threshold
+        if thr is None:
+            return None
+        if len(limits) == 1:
+            return limits[0][1]
+        for limit_labels, value in limits:
+            shared = (set(limit_labels) & set(labels)) - {"__name__"}
+            if shared and all(limit_labels[k] == labels[k] for k in shared):
+                return value
+        return thr.value
+
     @staticmethod
     def _evaluate(st: SeriesState, ts: np.ndarray, vs: np.ndarray, cfg: ForecastConfig) -> None:
         """Compare new actual points (after the fit) against the band; apply persistence."""
@@ -210,6 +242,7 @@ class Engine:
                 series_out = []
                 for st in state.series.values():
                     item: dict[str, Any] = {"labels": dict(st.labels), "status": st.status,
+                                            "threshold": st.threshold,
                                             "detail": st.detail,
                                             "history_seconds": st.history_seconds,
                                             "last_value": st.last_value,
@@ -217,9 +250,9 @@ class Engine:
                     res = st.result
                     if res is not None:
                         yhat, lo, hi = (float(a[0]) for a in band_at(res, now))
-                        eta = (threshold_eta(res, now, cfg.threshold.value,
-                                             cfg.threshold.direction)
-                               if cfg.threshold is not None else math.inf)
+                        eta = (threshold_eta(res, now, st.threshold, cfg.threshold.direction)
+                               if cfg.threshold is not None and st.threshold is not None
+                               else math.inf)
                         item.update({
                             "yhat": yhat, "yhat_lower": lo, "yhat_upper": hi,
                             "threshold_eta_seconds": eta, "anomaly": st.anomaly,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,10 +39,10 @@ def create_blocks(data_dir: Path, series: Iterable[tuple[str, dict[str, str], np
                     str(data_dir)], check=True, capture_output=True, timeout=120)
 
 
-def start_with_series(prometheus_factory: Callable[..., tuple[object, str]], tmp_path: Path,
-                      series: list[tuple[str, dict[str, str], np.ndarray, np.ndarray]]) -> str:
-    """Backfill series, then start Prometheus on that data dir (no scrape targets); return URL."""
+def start_with_series(prometheus_factory: Callable[..., tuple[Any, str]], tmp_path: Path,
+                      series: list[tuple[str, dict[str, str], np.ndarray, np.ndarray]]
+                      ) -> tuple[Any, str]:
+    """Backfill series, then start Prometheus on that data dir (no scrape targets)."""
     # prometheus_factory starts its n-th server in tmp_path/prometheus-<n>/data
     create_blocks(tmp_path / "prometheus-0" / "data", series)
-    _, url = prometheus_factory({"global": {"scrape_interval": "15s"}, "scrape_configs": []})
-    return url
+    return prometheus_factory({"global": {"scrape_interval": "15s"}, "scrape_configs": []})
