@@ -51,10 +51,15 @@ class ForecastPanelSpec:
 
 
 def load_forecasts(path: Path | None = None) -> list[ForecastPanelSpec]:
-    """Read name, query and threshold of every forecast; [] when the file does not exist."""
-    path = DEFAULT_FORECASTS_FILE if path is None else path
-    if not path.exists():
-        return []
+    """Read name, query and threshold of every forecast.
+
+    [] when no path is given and the default file does not exist; a path given explicitly
+    must exist and be valid (ConfigError otherwise).
+    """
+    if path is None:
+        if not DEFAULT_FORECASTS_FILE.exists():
+            return []
+        path = DEFAULT_FORECASTS_FILE
     from vigil.forecaster.config import load_config  # validates the file the same way
 
     config = load_config(path)

@@ -150,3 +150,17 @@ def test_cli_build_check_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main(["list"]) == 0
     listing = capsys.readouterr().out
     assert "vigil-incidents" in listing and "panels" in listing
+
+
+def test_cli_build_refuses_a_bad_forecasts_file(tmp_path: Path) -> None:
+    from vigil.config import ConfigError
+
+    bad = tmp_path / "forecasts.yml"
+    bad.write_text("forecasts:\n  - name: x\n")  # no query
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError) as excinfo:
+        cli.main(["build", "--output-dir", str(out), "--forecasts.file", str(bad)])
+    assert "query" in str(excinfo.value)
+    assert not out.exists() or not list(out.iterdir()), "nothing is written"
+    with pytest.raises(ConfigError):
+        cli.main(["build", "--output-dir", str(out), "--forecasts.file", str(tmp_path / "no")])
