@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from vigil.exporter.base import CheckResult, Finding, Severity
 from vigil.exporter.config import CorsConfig, TargetConfig
-from vigil.exporter.probe import Probe, ProbeError, ProbeResponse
+from vigil.exporter.probe import Probe, ProbeError, ProbeResponse, SessionPool
 
 __all__ = [
     "SAFELISTED_METHODS",
@@ -174,9 +174,14 @@ class CorsCheck:
         self.target = target.name
         self.base_url = target.base_url
         self.ca_file = target.tls_ca_file
+        self.sessions = SessionPool()
         self.cfg = cfg
         self.min_interval = cfg.min_interval
         self.last_probe: Probe | None = None  # for tests and the benchmark
+
+    async def aclose(self) -> None:
+        """Close the kept-alive session (the runner calls this on shutdown)."""
+        await self.sessions.close()
 
     async def __call__(self, timeout: float) -> CheckResult:
         cfg = self.cfg
@@ -188,6 +193,7 @@ class CorsCheck:
         async with Probe(
             self.base_url,
             ca_file=self.ca_file,
+            pool=self.sessions,
             concurrency=cfg.concurrency,
             deadline=deadline,
             request_timeout=cfg.request_timeout,

@@ -10,7 +10,7 @@ import time
 from vigil.exporter.base import CheckResult, Finding, Severity
 from vigil.exporter.config import EndpointConfig, EndpointsConfig, TargetConfig
 from vigil.exporter.jsonpath import MISSING, resolve
-from vigil.exporter.probe import Probe, ProbeError, ProbeResponse, env_headers
+from vigil.exporter.probe import Probe, ProbeError, ProbeResponse, SessionPool, env_headers
 
 __all__ = ["EndpointsCheck", "judge_body"]
 
@@ -43,9 +43,14 @@ class EndpointsCheck:
         self.target = target.name
         self.base_url = target.base_url
         self.ca_file = target.tls_ca_file
+        self.sessions = SessionPool()
         self.auth = (target.headers_from_env, target.headers_from_file)
         self.cfg = cfg
         self.min_interval = cfg.min_interval
+
+    async def aclose(self) -> None:
+        """Close the kept-alive session (the runner calls this on shutdown)."""
+        await self.sessions.close()
 
     async def __call__(self, timeout: float) -> CheckResult:
         result = CheckResult(self.target, self.name, success=True)
@@ -54,6 +59,7 @@ class EndpointsCheck:
         async with Probe(
             self.base_url,
             ca_file=self.ca_file,
+            pool=self.sessions,
             concurrency=self.cfg.concurrency,
             deadline=deadline,
             request_timeout=30.0,

@@ -14,7 +14,7 @@ from vigil.exporter.base import CheckResult, Finding, Severity
 from vigil.exporter.config import JourneyConfig, JourneysConfig, JourneyStep, TargetConfig
 from vigil.exporter.cors import judge_actual, judge_preflight, needs_preflight
 from vigil.exporter.jsonpath import MISSING, resolve
-from vigil.exporter.probe import Probe, ProbeError, env_headers
+from vigil.exporter.probe import Probe, ProbeError, SessionPool, env_headers
 
 __all__ = ["JourneysCheck", "substitute"]
 
@@ -57,9 +57,14 @@ class JourneysCheck:
         self.target = target.name
         self.base_url = target.base_url
         self.ca_file = target.tls_ca_file
+        self.sessions = SessionPool()
         self.auth = (target.headers_from_env, target.headers_from_file)
         self.cfg = cfg
         self.min_interval = cfg.min_interval
+
+    async def aclose(self) -> None:
+        """Close the kept-alive session (the runner calls this on shutdown)."""
+        await self.sessions.close()
 
     async def __call__(self, timeout: float) -> CheckResult:
         result = CheckResult(self.target, self.name, success=True)
@@ -68,6 +73,7 @@ class JourneysCheck:
         async with Probe(
             self.base_url,
             ca_file=self.ca_file,
+            pool=self.sessions,
             concurrency=8,
             deadline=deadline,
             request_timeout=self.cfg.request_timeout,

@@ -62,8 +62,49 @@ def env_headers(
     return out
 
 
+# Idle keep-alive connections are dropped before common server timeouts (uvicorn: 5 s), so a
+# reused connection is rarely one the server is closing at that moment.
+KEEPALIVE_SECONDS = 4.0
+
+
+def _new_session(concurrency: int, ssl_context: ssl.SSLContext | None) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=concurrency,
+        ssl=ssl_context if ssl_context else True,
+        keepalive_timeout=KEEPALIVE_SECONDS,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": USER_AGENT},
+        raise_for_status=False,
+    )
+
+
+class SessionPool:
+    """One aiohttp session kept across a check's runs, so scrapes reuse warm connections
+    instead of opening dozens of new ones each time. Owned by the check; `close()` it."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self, concurrency: int, ssl_context: ssl.SSLContext | None) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = _new_session(concurrency, ssl_context)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
 class Probe:
-    """`async with Probe(base_url, ...) as probe: await probe.request(...)`."""
+    """`async with Probe(base_url, ...) as probe: await probe.request(...)`.
+
+    With a `pool`, the session (and its connections) outlives the run; without, it is
+    closed on exit.
+    """
 
     def __init__(
         self,
@@ -74,6 +115,7 @@ class Probe:
         request_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
         ca_file: str | None = None,
+        pool: SessionPool | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.deadline = deadline  # time.monotonic() value
@@ -84,27 +126,20 @@ class Probe:
             ssl_context = ssl.create_default_context(cafile=ca_file)
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        self._pool = pool
         self.in_flight = 0
         self.max_in_flight = 0  # observed, for tests and the benchmark
         self.requests = 0
 
     async def __aenter__(self) -> Self:
-        connector = aiohttp.TCPConnector(
-            limit=self._concurrency,
-            ssl=self._ssl if self._ssl else True,
-            force_close=False,
-            enable_cleanup_closed=False,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": USER_AGENT},
-            raise_for_status=False,
-        )
+        if self._pool is not None:
+            self._session = self._pool.get(self._concurrency, self._ssl)
+        else:
+            self._session = _new_session(self._concurrency, self._ssl)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
+        if self._session is not None and self._pool is None:
             await self._session.close()
 
     def url(self, path: str) -> str:

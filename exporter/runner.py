@@ -148,8 +148,14 @@ class CheckRunner:
         return {(s.check.target, s.check.name) for s in self.slots if s.cached}
 
     async def close(self) -> None:
+        """Cancel runs in flight, then let checks release what they keep (sessions)."""
         for slot in self.slots:
             if slot.task is not None and not slot.task.done():
                 slot.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await slot.task
+        for slot in self.slots:
+            aclose = getattr(slot.check, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
