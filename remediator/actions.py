@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,19 +23,30 @@ from urllib.parse import urlsplit
 import aiohttp
 import sqlalchemy as sa
 from tenacity import (
-    AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential,
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
 )
-
 from vigil.remediator.breaker import BreakerOpen, Breakers
 from vigil.remediator.config import (
-    CircuitBreakerStep, CommandStep, ConfigRestoreStep, DockerRestartStep, HttpStep,
-    KubernetesRolloutRestartStep, RemediatorConfig, SilenceStep, SqlStep, SystemdRestartStep,
+    CircuitBreakerStep,
+    CommandStep,
+    ConfigRestoreStep,
+    DockerRestartStep,
+    HttpStep,
+    KubernetesRolloutRestartStep,
+    RemediatorConfig,
+    SilenceStep,
+    SqlStep,
+    SystemdRestartStep,
     WaitStep,
 )
 from vigil.remediator.store import normalise_url
 from vigil.remediator.templating import render, render_value
 
-__all__ = ["ActionContext", "ActionFailed", "Cancelled", "run_step", "describe_step", "step_name"]
+__all__ = ["ActionContext", "ActionFailed", "Cancelled", "describe_step", "run_step", "step_name"]
 
 MAX_OUTPUT = 4096
 
@@ -322,7 +333,7 @@ async def _silence(step: SilenceStep, ctx: ActionContext) -> str:
     else:
         matchers = [{"name": k, "value": v, "isRegex": False, "isEqual": True}
                     for k, v in sorted(ctx.labels.items())]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     body = {"matchers": matchers, "startsAt": now.isoformat(),
             "endsAt": (now + timedelta(seconds=step.duration)).isoformat(),
             "createdBy": "vigil-remediator", "comment": render(step.comment, ctx.params)}

@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-
 from vigil.remediator.auth import Credentials, load_credentials
 from vigil.remediator.config import RemediatorConfig
 from vigil.remediator.engine import Engine
@@ -27,9 +26,10 @@ from vigil.remediator.models import INCIDENT_STATES
 from vigil.remediator.openapi import OPENAPI
 from vigil.remediator.payload import PayloadError, parse_payload, parse_time
 from vigil.remediator.store import IngestResult, Store
+
 from vigil.service import add_standard_routes
 
-__all__ = ["create_app", "Runtime", "RUNTIME"]
+__all__ = ["RUNTIME", "Runtime", "create_app"]
 
 log = logging.getLogger("vigil.remediator")
 

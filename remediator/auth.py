@@ -8,9 +8,9 @@ import hmac
 from dataclasses import dataclass
 
 from aiohttp import web
+from vigil.remediator.config import AdminSettings, RemediatorConfig, WebhookSettings
 
 from vigil.config import ConfigError
-from vigil.remediator.config import AdminSettings, RemediatorConfig, WebhookSettings
 
 __all__ = ["Credentials", "load_credentials"]
 
@@ -29,9 +29,9 @@ class Credentials:
         """The authenticated principal, or None. Compares in constant time."""
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        if self.token is not None and scheme.lower() == "bearer":
-            if hmac.compare_digest(value.strip().encode(), self.token.encode()):
-                return "token"
+        if (self.token is not None and scheme.lower() == "bearer"
+                and hmac.compare_digest(value.strip().encode(), self.token.encode())):
+            return "token"
         if self.username is not None and scheme.lower() == "basic":
             try:
                 user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["CircuitBreaker", "BreakerOpen", "Breakers"]
+__all__ = ["BreakerOpen", "Breakers", "CircuitBreaker"]
 
 
 class BreakerOpen(RuntimeError):

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vigil.paths import DEPLOY_DIR
 from vigil.remediator.actions import describe_step, step_name
 from vigil.remediator.config import load_config
 from vigil.remediator.matching import match_alert
 from vigil.remediator.payload import PayloadError, parse_payload
 from vigil.remediator.templating import render
+
+from vigil.paths import DEPLOY_DIR
 from vigil.service import ArgumentParser
 
 __all__ = ["main", "simulate"]

@@ -16,8 +16,15 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from vigil.config import ConfigError, StrictModel, load_yaml, parse_model
 
 __all__ = [
-    "RemediatorConfig", "Procedure", "Matcher", "ParamSpec", "Step", "load_config",
-    "parse_duration", "TEMPLATE_RE", "template_names",
+    "TEMPLATE_RE",
+    "Matcher",
+    "ParamSpec",
+    "Procedure",
+    "RemediatorConfig",
+    "Step",
+    "load_config",
+    "parse_duration",
+    "template_names",
 ]
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
@@ -28,8 +35,8 @@ BUILTIN_PARAMS = ("alertname", "fingerprint")
 
 def parse_duration(value: Any) -> float:
     """Seconds from `500ms`, `30s`, `5m`, `1h`, `1d` or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s or 5m")
+    if isinstance(value, bool):  # pydantic turns ValueError (not TypeError) into a config error
+        raise ValueError("expected a duration like 30s or 5m")  # noqa: TRY004
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError("duration must not be negative")
@@ -118,18 +125,18 @@ class HttpStep(_StepBase):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: str
     body: Any = None
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default_factory=dict)
     credentials: str | None = None
     retries: int = Field(default=3, ge=0, le=10)
     retry_backoff: Duration = 0.5
-    expect_status: list[int] = []
+    expect_status: list[int] = Field(default_factory=list)
 
 
 class CommandStep(_StepBase):
     action: Literal["command"]
     argv: list[str] = Field(min_length=1)
-    env: dict[str, str] = {}
-    env_allow: list[str] = []
+    env: dict[str, str] = Field(default_factory=dict)
+    env_allow: list[str] = Field(default_factory=list)
     cwd: str | None = None
 
 
@@ -178,7 +185,7 @@ class CircuitBreakerStep(_StepBase):
 class SilenceStep(_StepBase):
     action: Literal["silence"]
     duration: Duration = 600.0
-    matchers: list[Annotated[Matcher, BeforeValidator(_parse_matcher)]] = []
+    matchers: list[Annotated[Matcher, BeforeValidator(_parse_matcher)]] = Field(default_factory=list)
     comment: str = "vigil-remediator: remediation in progress"
 
 
@@ -207,10 +214,10 @@ class Procedure(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
     description: str = ""
     match: list[Annotated[Matcher, BeforeValidator(_parse_matcher)]] = Field(min_length=1)
-    params: dict[str, ParamSpec] = {}
+    params: dict[str, ParamSpec] = Field(default_factory=dict)
     target: str = ""
     steps: list[Step] = Field(min_length=1)
-    rollback: list[Step] = []
+    rollback: list[Step] = Field(default_factory=list)
     verify: Verification | None = None
     dry_run: bool = False
     idempotent: bool = False
@@ -302,12 +309,12 @@ class RemediatorConfig(StrictModel):
     paused: bool = False
     max_concurrent: int = Field(default=4, ge=1)
     stale_after: Duration = 60.0
-    credentials: dict[str, Credential] = {}
-    databases: dict[str, DatabaseRef] = {}
+    credentials: dict[str, Credential] = Field(default_factory=dict)
+    databases: dict[str, DatabaseRef] = Field(default_factory=dict)
     binaries: Binaries = Binaries()
     # trusted values from configuration, usable as ${name} in procedures (e.g. a state dir)
-    constants: dict[str, str] = {}
-    procedures: list[Procedure] = []
+    constants: dict[str, str] = Field(default_factory=dict)
+    procedures: list[Procedure] = Field(default_factory=list)
     # where relative paths resolve from (the config file's folder); set by load_config
     base_dir: str = "."
     # a procedures-only file: credentials and databases are the main config's to declare
@@ -402,7 +409,7 @@ def parse_config(data: Any, file: str | Path | None = None) -> RemediatorConfig:
             raise ConfigError(proc_path, "procedures", "expected a list of procedures")
         extra = set(proc_data) - {"procedures", "constants"}
         if extra:
-            raise ConfigError(proc_path, sorted(extra)[0],
+            raise ConfigError(proc_path, min(extra),
                               "a procedures file holds only 'procedures' and 'constants'")
         constants = {**(proc_data.get("constants") or {}), **(data.get("constants") or {})}
         try:

@@ -12,14 +12,19 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
-from collections.abc import Callable
 
 import aiohttp
-
 from vigil.remediator.actions import (
-    ActionContext, ActionFailed, Cancelled, describe_step, expire_silences, run_step, step_name,
+    ActionContext,
+    ActionFailed,
+    Cancelled,
+    describe_step,
+    expire_silences,
+    run_step,
+    step_name,
 )
 from vigil.remediator.breaker import Breakers
 from vigil.remediator.config import Procedure, RemediatorConfig
@@ -82,7 +87,7 @@ class Engine:
             await asyncio.sleep(self.sweep_interval)
             try:
                 await self.sweep()
-            except Exception:  # noqa: BLE001 - keep sweeping through store outages
+            except Exception:
                 log.warning("sweep failed", exc_info=True)
 
     async def sweep(self) -> None:
@@ -232,7 +237,7 @@ class Engine:
                 entry.update(status="cancelled", output=str(exc))
             except ActionFailed as exc:
                 entry.update(status="failed", output=str(exc))
-            except Exception as exc:  # noqa: BLE001 - an unexpected bug fails the step, not us
+            except Exception as exc:
                 log.exception("step %s crashed", entry["name"])
                 entry.update(status="failed", output=f"internal error: {exc.__class__.__name__}")
             entry["duration_seconds"] = round(time.monotonic() - t0, 3)

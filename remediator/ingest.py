@@ -68,5 +68,5 @@ class IngestQueue:
                     fut.set_result(result)
             try:
                 await self.on_committed(results)
-            except Exception:  # noqa: BLE001 - scheduling failures are retried by the sweeper
+            except Exception:
                 log.exception("scheduling after commit failed")

@@ -8,7 +8,7 @@ from typing import Any
 
 from vigil.remediator.config import Procedure, RemediatorConfig
 
-__all__ = ["Match", "match_alert", "ParamRefused"]
+__all__ = ["Match", "ParamRefused", "match_alert"]
 
 
 class ParamRefused(ValueError):

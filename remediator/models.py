@@ -6,7 +6,7 @@ remediator/migrations/versions and a docs update.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,8 +14,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "Base", "Notification", "Alert", "Incident", "Attempt", "AuditLog", "ControlFlag",
-    "INCIDENT_STATES", "ACTIVE_INCIDENT_STATES", "ATTEMPT_STATES",
+    "ACTIVE_INCIDENT_STATES",
+    "ATTEMPT_STATES",
+    "INCIDENT_STATES",
+    "Alert",
+    "Attempt",
+    "AuditLog",
+    "Base",
+    "ControlFlag",
+    "Incident",
+    "Notification",
 ]
 
 INCIDENT_STATES = ("open", "awaiting_approval", "remediating", "resolved", "failed", "escalated")
@@ -42,13 +50,13 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 

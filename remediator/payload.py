@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["PayloadError", "ParsedAlert", "ParsedNotification", "parse_payload", "parse_time"]
+__all__ = ["ParsedAlert", "ParsedNotification", "PayloadError", "parse_payload", "parse_time"]
 
 _TIME_RE = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})$")
@@ -56,7 +56,7 @@ def parse_time(value: Any, where: str) -> datetime:
         dt = datetime.fromisoformat(f"{date}T{clock}.{frac6}{zone}")
     except ValueError:
         raise PayloadError(f"{where}: invalid RFC 3339 timestamp") from None
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def _str_map(value: Any, where: str) -> dict[str, str]:

@@ -8,11 +8,15 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
-
 from vigil.remediator.app import create_app
 from vigil.remediator.config import RemediatorConfig, load_config, parse_config
+
 from vigil.service import (
-    ArgumentParser, add_service_flags, exit_on_error, parse_listen_address, setup_logging,
+    ArgumentParser,
+    add_service_flags,
+    exit_on_error,
+    parse_listen_address,
+    setup_logging,
 )
 
 __all__ = ["main", "run"]

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-
 from vigil.remediator.matching import Match
 from vigil.remediator.models import (
-    ACTIVE_INCIDENT_STATES, Alert, Attempt, AuditLog, ControlFlag, Incident, Notification,
+    ACTIVE_INCIDENT_STATES,
+    Alert,
+    Attempt,
+    AuditLog,
+    ControlFlag,
+    Incident,
+    Notification,
     UTCDateTime,
 )
 from vigil.remediator.payload import ParsedNotification
 
-__all__ = ["Store", "IngestResult", "utcnow", "StoreError", "normalise_url"]
+__all__ = ["IngestResult", "Store", "StoreError", "normalise_url", "utcnow"]
 
 log = logging.getLogger("vigil.remediator.store")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -46,7 +51,7 @@ def normalise_url(url: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-
 from vigil.remediator.app import RUNTIME, create_app
 from vigil.remediator.config import RemediatorConfig, parse_config
 from vigil.remediator.engine import Engine

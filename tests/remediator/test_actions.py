@@ -12,12 +12,18 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+from vigil.remediator.store import normalise_url
 
 from tests.remediator.conftest import (
-    alert, incidents, notification, post, procedure, store_of, timeline, wait_until,
+    alert,
+    incidents,
+    notification,
+    post,
+    procedure,
+    timeline,
+    wait_until,
 )
 from vigil.procs import alertmanager_config
-from vigil.remediator.store import normalise_url
 
 INSTANCE_PARAM = {"instance": {"label": "instance", "pattern": r"127\.0\.0\.1:[0-9]{1,5}"}}
 

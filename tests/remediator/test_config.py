@@ -12,15 +12,20 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-
-from tests.remediator.conftest import (
-    ADMIN_AUTH, WEBHOOK_TOKEN, alert, notification, post, procedure,
-)
-from vigil.config import ConfigError
-from vigil.paths import DEPLOY_DIR
 from vigil.remediator.config import Matcher, load_config, parse_config
 from vigil.remediator.matching import match_alert
 from vigil.remediator.service import ssl_context
+
+from tests.remediator.conftest import (
+    ADMIN_AUTH,
+    WEBHOOK_TOKEN,
+    alert,
+    notification,
+    post,
+    procedure,
+)
+from vigil.config import ConfigError
+from vigil.paths import DEPLOY_DIR
 
 VIGIL = [sys.executable, "-m", "vigil.cli"]
 
@@ -79,7 +84,7 @@ def test_config_errors_name_the_key_path(mutate: Any, path: str, message: str) -
 def test_bundled_files_pass_check_config() -> None:
     for name in ("procedures.yml", "remediator.yml"):
         out = subprocess.run([*VIGIL, "check-config", str(DEPLOY_DIR / name)], capture_output=True,
-                             text=True, timeout=60)
+                             text=True, timeout=60, check=False)
         assert out.returncode == 0, out.stderr
         assert "valid remediator configuration" in out.stdout
     config = load_config(DEPLOY_DIR / "remediator.yml")
@@ -91,7 +96,8 @@ def test_bundled_files_pass_check_config() -> None:
 def test_check_config_rejects_a_broken_procedures_file(tmp_path: Path) -> None:
     bad = tmp_path / "procedures.yml"
     bad.write_text(yaml.safe_dump({"procedures": [procedure("p", match=["nope"])]}))
-    out = subprocess.run([*VIGIL, "check-config", str(bad)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*VIGIL, "check-config", str(bad)], capture_output=True, text=True, timeout=60,
+                         check=False)
     assert out.returncode == 1
     assert "procedures[0].match[0]" in out.stderr
 
@@ -104,7 +110,8 @@ def test_simulate_shows_procedure_and_params_without_running(tmp_path: Path) -> 
     path = tmp_path / "payload.json"
     path.write_text(json.dumps(payload))
     out = subprocess.run([*VIGIL, "remediator", "simulate", str(path), "--output", "json"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60,
+                         check=False)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result[0]["procedure"] == "restart-leaking-target" and result[0]["decision"] == "run"
@@ -113,11 +120,11 @@ def test_simulate_shows_procedure_and_params_without_running(tmp_path: Path) -> 
     assert result[1]["decision"].startswith("refused: parameter 'instance'")
     assert result[2]["decision"] == "no procedure matches: escalate"
     text = subprocess.run([*VIGIL, "remediator", "simulate", str(path)], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
     assert "step restart:" in text.stdout
     path.write_text('{"version": "4"')
     bad = subprocess.run([*VIGIL, "remediator", "simulate", str(path)], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, check=False)
     assert bad.returncode == 1 and "invalid JSON" in bad.stderr
 
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
+from vigil.remediator.store import Store
 
 from tests.harness import wait_for
 from tests.remediator.conftest import (
-    WEBHOOK_AUTH, alert, incidents, notification, timeline, wait_until,
+    WEBHOOK_AUTH,
+    alert,
+    incidents,
+    notification,
+    timeline,
+    wait_until,
 )
 from vigil.procs import ManagedProcess, free_port
-from vigil.remediator.store import Store
 
 APPEND = "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')"
 
@@ -47,8 +53,8 @@ async def test_crash_mid_procedure_is_reconciled_on_start(make_config: Any, star
         ready_url=f"http://127.0.0.1:{port}/-/ready"))
     body = notification(alert("againAlert", "aa", labels={"service": "x"}),
                         alert("onceAlert", "bb", labels={"service": "y"}))
-    resp = requests.post(f"http://127.0.0.1:{port}/api/v1/alerts", json=body, headers=WEBHOOK_AUTH,
-                         timeout=10)
+    resp = await asyncio.to_thread(requests.post, f"http://127.0.0.1:{port}/api/v1/alerts",
+                                   json=body, headers=WEBHOOK_AUTH, timeout=10)
     assert resp.status_code == 200, resp.text
     store = Store(pg_url)
 

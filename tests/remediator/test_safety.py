@@ -9,8 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from tests.remediator.conftest import (
-    ADMIN_AUTH, WEBHOOK_AUTH, alert, count_rows, engine_of, incident_state, incidents, notification, post,
-    procedure, store_of, timeline, wait_until,
+    ADMIN_AUTH,
+    WEBHOOK_AUTH,
+    alert,
+    count_rows,
+    engine_of,
+    incident_state,
+    incidents,
+    notification,
+    post,
+    procedure,
+    store_of,
+    timeline,
+    wait_until,
 )
 from tests.remediator.test_actions import INSTANCE_PARAM, demo_config
 
@@ -76,7 +87,7 @@ async def test_cooldown_per_target_is_separate_from_dedup(make_config: Any, star
     resp = await post(client, notification(alert("gAlert", "b2", labels={"service": "web", "x": "1"})))
     assert (await resp.json())["alerts"][0]["outcome"] == "new"
     await wait_until(lambda: _is(attempt_states(client), ["skipped", "succeeded"]), what="skip")
-    second = [i for i in await incidents(client) if i["fingerprint"] == "b2"][0]
+    second = next(i for i in await incidents(client) if i["fingerprint"] == "b2")
     assert second["state"] == "open" and "cooldown" in second["reason"]
     # another target is not cooling down
     await post(client, notification(alert("gAlert", "b3", labels={"service": "api"})))

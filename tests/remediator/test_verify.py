@@ -10,7 +10,14 @@ import yaml
 
 from tests.harness import prom_value
 from tests.remediator.conftest import (
-    WEBHOOK_TOKEN, alert, incidents, notification, post, procedure, timeline, wait_until,
+    WEBHOOK_TOKEN,
+    alert,
+    incidents,
+    notification,
+    post,
+    procedure,
+    timeline,
+    wait_until,
 )
 from tests.remediator.test_actions import INSTANCE_PARAM, demo_config
 from vigil.procs import prometheus_config

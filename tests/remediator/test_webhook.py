@@ -10,7 +10,15 @@ import pytest
 import sqlalchemy as sa
 
 from tests.remediator.conftest import (
-    ADMIN_AUTH, WEBHOOK_TOKEN, alert, count_rows, incidents, notification, post, procedure, store_of,
+    ADMIN_AUTH,
+    WEBHOOK_TOKEN,
+    alert,
+    count_rows,
+    incidents,
+    notification,
+    post,
+    procedure,
+    store_of,
 )
 
 
@@ -137,3 +145,30 @@ async def test_store_outage_answers_5xx_then_recovers(make_config: Any, start_re
     assert (await resp.json())["alerts"][0]["outcome"] == "new"
     metrics = await (await client.get("/metrics")).text()
     assert 'vigil_webhook_notifications_total{result="store_error"} 1.0' in metrics
+
+
+async def test_two_replicas_on_one_postgresql_run_a_procedure_once(
+        make_config: Any, start_remediator: Any, pg_url: str, tmp_path: Any) -> None:
+    import sys
+
+    runs = tmp_path / "runs"
+    proc = procedure("fix", steps=[{"action": "command", "argv": [
+        sys.executable, "-c", f"open({str(runs)!r}, 'a').write('x')"]}])
+    a = await start_remediator(make_config([proc], replica_id="a"), pg_url)
+    b = await start_remediator(make_config([proc], replica_id="b"), pg_url)
+    payload = notification(alert("fixAlert", "ab12"))
+    # Alertmanager HA: both peers notify both replicas, at once
+    resps = await asyncio.gather(post(a, payload), post(b, payload), post(a, payload), post(b, payload))
+    outcomes = sorted([(await r.json())["alerts"][0]["outcome"] for r in resps])
+    assert outcomes == ["duplicate", "duplicate", "duplicate", "new"]
+
+    async def resolved() -> bool:
+        rows = await incidents(a)
+        return bool(rows) and rows[0]["state"] == "resolved"
+
+    from tests.remediator.conftest import wait_until
+
+    await wait_until(resolved, what="the incident to be remediated")
+    await asyncio.sleep(1.0)  # both sweepers have run meanwhile
+    assert runs.read_text() == "x"
+    assert count_rows(store_of(a), "attempts") == 1
