@@ -1,0 +1,312 @@
+"""Shared pieces for the reliability tests: a recording HTTP server, real remediator processes,
+and queries that read the incident store directly (the ground truth, not the API)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from vigil.procs import ManagedProcess, free_port
+
+__all__ = [
+    "WEBHOOK_TOKEN", "ADMIN_TOKEN", "WEBHOOK_AUTH", "ADMIN_AUTH", "Recorder", "RemediatorSpec",
+    "remediator_config", "remediator_process", "table_counts", "store_rows", "alert", "notification",
+    "TABLES", "TcpProxy", "via_proxy", "upstream_of", "post_to_alertmanager", "metric_value",
+]
+
+WEBHOOK_TOKEN = "reliability-webhook-token"
+ADMIN_TOKEN = "reliability-admin-token"
+WEBHOOK_AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+TABLES = ("notifications", "alerts", "incidents", "attempts", "audit_log", "control_flags")
+
+
+@dataclass
+class Recorder:
+    """A loopback HTTP server standing in for the remediated service.
+
+    - POST /log/<id>: the procedure's side effect; every call is recorded, so a duplicate run
+      shows up as a repeated id.
+    - GET /metrics: `reliability_fault{id="..."} 1` for each id in `firing` (what Prometheus
+      scrapes, so the test decides which alerts fire).
+    - POST /escalate: the escalation sink; bodies are kept.
+    - any other path: recorded with its headers (for redirect and credential checks).
+    """
+
+    log: list[str] = field(default_factory=list)
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    firing: set[str] = field(default_factory=set)
+    port: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Recorder:
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep pytest output clean
+                pass
+
+            def _answer(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                with recorder.lock:
+                    recorder.requests.append(("GET", self.path, dict(self.headers)))
+                if self.path == "/metrics":
+                    with recorder.lock:
+                        ids = sorted(recorder.firing)
+                    text = "# TYPE reliability_fault gauge\n" + "".join(
+                        f'reliability_fault{{id="{i}"}} 1\n' for i in ids)
+                    self._answer(200, text.encode(), "text/plain; version=0.0.4")
+                    return
+                self._answer(200, b"{}")
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with recorder.lock:
+                    recorder.requests.append(("POST", self.path, dict(self.headers)))
+                    if self.path.startswith("/log/"):
+                        recorder.log.append(self.path[len("/log/"):])
+                    elif self.path == "/escalate":
+                        try:
+                            recorder.escalations.append(json.loads(body or b"{}"))
+                        except ValueError:
+                            recorder.escalations.append({"raw": body.decode(errors="replace")})
+                self._answer(200, b'{"status":"ok"}')
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port or free_port()), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def counts(self) -> Counter[str]:
+        with self.lock:
+            return Counter(self.log)
+
+
+@dataclass
+class RemediatorSpec:
+    config_path: Path
+    port: int
+    replica: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def remediator_config(tmp_path: Path, database_url: str, replica: str,
+                      procedures: list[dict[str, Any]], **settings: Any) -> RemediatorSpec:
+    """Write a remediator config (tokens in files, as in production) and pick a port."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(exist_ok=True)
+    (secrets / "webhook-token").write_text(WEBHOOK_TOKEN + "\n")
+    (secrets / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    data: dict[str, Any] = {
+        "database_url": database_url, "replica_id": replica,
+        "webhook": {"bearer_token_file": str(secrets / "webhook-token")},
+        "admin": {"bearer_token_file": str(secrets / "admin-token")},
+        "max_concurrent": 8, "procedures": procedures,
+    }
+    data.update(settings)
+    path = tmp_path / f"remediator-{replica}.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return RemediatorSpec(path, free_port(), replica)
+
+
+def remediator_process(spec: RemediatorSpec, log_dir: Path) -> ManagedProcess:
+    """The remediator as `vigil demo` runs it: a real process with Prometheus-style flags."""
+    return ManagedProcess(
+        name=f"remediator-{spec.replica}", log_path=log_dir / f"remediator-{spec.replica}.log",
+        argv=[sys.executable, "-c", "from vigil.remediator.service import main; main()",
+              f"--config.file={spec.config_path}", f"--web.listen-address=127.0.0.1:{spec.port}"],
+        ready_url=f"{spec.url}/-/ready")
+
+
+def _engine(database_url: str) -> sa.Engine:
+    return sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+
+
+def table_counts(database_url: str) -> dict[str, int]:
+    """Rows per remediator table: a state change shows up here."""
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return {t: int(conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one())
+                    for t in TABLES}
+    finally:
+        engine.dispose()
+
+
+def store_rows(database_url: str, sql: str, **binds: Any) -> list[dict[str, Any]]:
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.text(sql), binds)]
+    finally:
+        engine.dispose()
+
+
+def alert(name: str, fingerprint: str, *, status: str = "firing",
+          starts_at: str = "2026-11-26T10:00:00.123456789Z",
+          labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"status": status, "labels": {"alertname": name, **(labels or {})}, "annotations": {},
+            "startsAt": starts_at,
+            "endsAt": "2026-11-26T11:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint}
+
+
+def notification(*alerts: dict[str, Any]) -> dict[str, Any]:
+    status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    return {"version": "4", "groupKey": "{}:{alertname=\"x\"}", "truncatedAlerts": 0,
+            "status": status, "receiver": "vigil-remediator", "groupLabels": {}, "commonLabels": {},
+            "commonAnnotations": {}, "externalURL": "http://alertmanager", "alerts": list(alerts)}
+
+
+def iter_ids(n: int) -> Iterator[str]:
+    return (str(i) for i in range(n))
+
+
+class TcpProxy:
+    """A loopback TCP proxy the test can cut: `stop()` closes the listener and every live
+    connection (the client sees refused connections and broken sockets), `start()` reopens it
+    on the same port. Used to take PostgreSQL away from one process without touching the
+    server other tests share."""
+
+    def __init__(self, upstream: tuple[str, int], port: int = 0) -> None:
+        import socket
+
+        self.upstream = upstream
+        self.port = port or free_port()
+        self._socket = socket
+        self._listener: Any = None
+        self._conns: set[Any] = set()
+        self._lock = threading.Lock()
+        self.accepted = 0
+
+    def start(self) -> TcpProxy:
+        sock = self._socket.socket(self._socket.AF_INET, self._socket.SOCK_STREAM)
+        sock.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        self._listener = sock
+        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: Any) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = self._socket.create_connection(self.upstream, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:  # stopped meanwhile
+                    client.close()
+                    server.close()
+                    return
+                self._conns |= {client, server}
+                self.accepted += 1
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(self._socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            with self._lock:
+                self._conns -= {src, dst}
+
+    def stop(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            conns, self._conns = set(self._conns), set()
+        if listener is not None:
+            listener.close()
+        for s in conns:
+            try:
+                s.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def via_proxy(database_url: str, proxy: TcpProxy) -> str:
+    """The same database URL, reached through the proxy."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).set(host="127.0.0.1", port=proxy.port).render_as_string(
+        hide_password=False)
+
+
+def upstream_of(database_url: str) -> tuple[str, int]:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    return (url.host or "127.0.0.1", url.port or 5432)
+
+
+def post_to_alertmanager(am_url: str, alerts: list[dict[str, Any]]) -> None:
+    """Push alerts into Alertmanager's API, as Prometheus does."""
+    import requests
+
+    resp = requests.post(f"{am_url}/api/v2/alerts", json=alerts, timeout=10)
+    resp.raise_for_status()
+
+
+def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """Sum of the samples of one family in an exposition text whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                total += sample.value
+    return total
