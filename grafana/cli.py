@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vigil.grafana.render import DASHBOARDS_DIR, build_all, iter_panels, render_all, stale_files
+
 from vigil.service import ArgumentParser
 
 __all__ = ["main"]

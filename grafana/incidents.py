@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from grafana_foundation_sdk.models import dashboard as dash_m
-
 from vigil.grafana.common import (
     assemble,
     bar_gauge,
@@ -23,7 +22,6 @@ from vigil.grafana.common import (
     table,
     thresholds,
     timeseries,
-    transformation,
     units,
     value_map,
 )

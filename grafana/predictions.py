@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.models import common as common_m
 from grafana_foundation_sdk.models import dashboard as dash_m
-
 from vigil.grafana.common import (
     TARGET_JOB,
     assemble,
@@ -31,9 +29,10 @@ from vigil.grafana.common import (
     units,
     value_map,
 )
+
 from vigil.paths import DEPLOY_DIR
 
-__all__ = ["UID", "DEFAULT_FORECASTS_FILE", "ForecastPanelSpec", "load_forecasts", "dashboard"]
+__all__ = ["DEFAULT_FORECASTS_FILE", "UID", "ForecastPanelSpec", "dashboard", "load_forecasts"]
 
 UID = "vigil-predictions"
 DEFAULT_FORECASTS_FILE = DEPLOY_DIR / "forecasts.yml"

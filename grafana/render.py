@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.grafana import config_schema, health, incidents, predictions
+
 from vigil.paths import GRAFANA_DIR
 
 __all__ = [

@@ -61,9 +61,9 @@ def _host_path_for(service: dict[str, Any], container_path: str) -> str | None:
     """The host source of a container path through the service's mounts (longest prefix)."""
     best = None
     for target, source in _mounts(service).items():
-        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
-            if best is None or len(target) > len(best[0]):
-                best = (target, source)
+        inside = container_path == target or container_path.startswith(target.rstrip("/") + "/")
+        if inside and (best is None or len(target) > len(best[0])):
+            best = (target, source)
     if best is None:
         return None
     target, source = best

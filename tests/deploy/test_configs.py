@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import require_binary
 from tests.deploy.helpers import DEPLOY_DIR, RENDER_SCRIPT, render_configs, require_shipped_configs
+from tests.harness import require_binary
 
 SECRET_NAMES = ("remediator-token", "remediator-database-url", "demo-admin-token",
                 "demo-api-key")

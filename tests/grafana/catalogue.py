@@ -14,7 +14,7 @@ import yaml
 
 from vigil.paths import REPO_ROOT, RULES_DIR
 
-__all__ = ["expand_promql", "metric_names", "known_metrics", "recorded_metrics"]
+__all__ = ["expand_promql", "known_metrics", "metric_names", "recorded_metrics"]
 
 # Series Prometheus itself produces for every scrape and every alerting rule.
 PROMETHEUS_BUILTINS = {"up", "scrape_duration_seconds", "scrape_samples_scraped",

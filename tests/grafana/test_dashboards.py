@@ -9,10 +9,10 @@ from pathlib import Path
 import promql_parser
 import pytest
 from grafana_foundation_sdk.models import units
-
-from tests.grafana.catalogue import expand_promql, known_metrics, metric_names
 from vigil.grafana import cli, predictions
 from vigil.grafana.render import DASHBOARDS, DASHBOARDS_DIR, iter_panels, iter_queries, render_all
+
+from tests.grafana.catalogue import expand_promql, known_metrics, metric_names
 
 RENDERED = {name: json.loads(text) for name, text in render_all().items()}
 ALL_QUERIES = [q for board in RENDERED.values() for q in iter_queries(board)]

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import requests
-
 import vigil.demo.stack as stack_module
+from vigil.grafana.render import PanelQuery, iter_queries, render_all
+
 from tests.grafana.catalogue import expand_promql, metric_names
 from tests.harness import require_binary
-from vigil.grafana.render import PanelQuery, iter_queries, render_all
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
+from vigil.grafana import common
 
 from tests.harness import require_binary
-from vigil.grafana import common
 from vigil.paths import GRAFANA_DIR
 
 PROVISIONING = GRAFANA_DIR / "provisioning"

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
 from vigil.grafana.render import iter_queries, render_all
 
 SQL_QUERIES = [q for text in render_all().values() for q in iter_queries(json.loads(text))
