@@ -159,8 +159,11 @@ def main() -> int:
         assert 'vigil_check_success{check="cors",target="demo"} 1.0' in first, first[:2000]
         assert 'vigil_check_success{check="endpoints",target="demo"} 1.0' in first
         probes = first.count("vigil_cors_preflight_allowed{")
-        baseline = timed_gets(session, f"{target.url}/metrics", n, {})
-        scrape = timed_gets(session, f"http://127.0.0.1:{port}/metrics", n, header)
+        # Interleaved, so both series see the same load on this shared machine.
+        baseline, scrape = [], []
+        for _ in range(n):
+            baseline += timed_gets(session, f"{target.url}/metrics", 1, {})
+            scrape += timed_gets(session, f"http://127.0.0.1:{port}/metrics", 1, header)
         peak, count, concurrent, serial = asyncio.run(concurrency_proof(data))
         target.inject(latency_seconds=0.05)
         ep_conc, ep_serial = asyncio.run(endpoints_with_latency(data))
