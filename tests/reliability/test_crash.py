@@ -1,0 +1,116 @@
+"""Crash mid-procedure: a remediator process SIGKILLed during a `wait` step.
+
+As docs/remediator.md ("Crash reconciliation") documents: the interrupted attempt is marked
+failed ("interrupted"); an idempotent procedure whose alert still fires is re-run, anything
+else is escalated. No incident stays `remediating`, and a non-idempotent step never runs twice.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.harness import wait_for
+from tests.reliability.helpers import (
+    WEBHOOK_AUTH, Recorder, RemediatorSpec, alert, notification, remediator_config,
+    remediator_process, store_rows,
+)
+
+
+def procedures(recorder: Recorder) -> list[dict[str, Any]]:
+    def proc(name: str, idempotent: bool, wait: str) -> dict[str, Any]:
+        return {"name": name, "match": [f'alertname="{name}Alert"'], "idempotent": idempotent,
+                "cooldown": "1h", "params": {"id": {"label": "id", "pattern": "[0-9]{1,4}"}},
+                "target": "${id}",
+                "steps": [{"action": "http", "url": f"{recorder.url}/log/{name}-${{id}}", "retries": 0},
+                          {"action": "wait", "seconds": wait}]}
+
+    # the idempotent run is short so its re-run finishes; the other would wait for 10 minutes
+    return [proc("once", False, "10m"), proc("again", True, "3s")]
+
+
+def start(start_process: Any, spec: RemediatorSpec, tmp_path: Path, tag: str) -> Any:
+    proc = remediator_process(spec, tmp_path / tag)
+    return start_process(proc)
+
+
+def fire(spec: RemediatorSpec, *alerts: dict[str, Any]) -> None:
+    resp = requests.post(f"{spec.url}/api/v1/alerts", json=notification(*alerts),
+                         headers=WEBHOOK_AUTH, timeout=10)
+    assert resp.status_code == 200, resp.text
+
+
+def attempts_running(pg_url: str, n: int) -> bool:
+    rows = store_rows(pg_url, "SELECT state FROM attempts")
+    return [r["state"] for r in rows] == ["running"] * n
+
+
+def assert_reconciled(pg_url: str, recorder: Recorder) -> None:
+    incidents = {r["fingerprint"]: r for r in store_rows(pg_url, "SELECT * FROM incidents")}
+    assert incidents["aa"]["state"] == "escalated"
+    assert "not idempotent" in incidents["aa"]["reason"]
+    assert incidents["bb"]["state"] == "resolved"
+    once = store_rows(pg_url, "SELECT state, reason FROM attempts WHERE incident_id = :i ORDER BY id",
+                      i=incidents["aa"]["id"])
+    assert [a["state"] for a in once] == ["failed"] and "interrupted" in once[0]["reason"]
+    again = store_rows(pg_url, "SELECT state FROM attempts WHERE incident_id = :i ORDER BY id",
+                       i=incidents["bb"]["id"])
+    assert [a["state"] for a in again] == ["failed", "succeeded"]
+    counts = recorder.counts()
+    assert counts["once-1"] == 1, "a non-idempotent step ran twice"
+    assert counts["again-2"] == 2  # the documented idempotent re-run
+    assert not store_rows(pg_url, "SELECT id FROM incidents WHERE state IN ('remediating', 'open')")
+    assert [e["fingerprint"] for e in recorder.escalations] == ["aa"]
+    assert "reconciled" in recorder.escalations[0]["reason"]
+
+
+def test_sigkill_during_a_wait_step_is_reconciled_on_restart(
+        tmp_path: Path, pg_url: str, start_process: Any) -> None:
+    recorder = Recorder().start()
+    try:
+        spec = remediator_config(tmp_path, pg_url, "replica-a", procedures(recorder),
+                                 escalation={"url": f"{recorder.url}/escalate"})
+        first = start(start_process, spec, tmp_path, "first")
+        fire(spec, alert("onceAlert", "aa", labels={"id": "1"}),
+             alert("againAlert", "bb", labels={"id": "2"}))
+        wait_for(lambda: attempts_running(pg_url, 2) and len(recorder.counts()) == 2, timeout=30,
+                 what="both procedures inside their wait step")
+        first.kill()  # SIGKILL: no clean-up, the attempts stay `running` in the store
+        assert attempts_running(pg_url, 2)
+
+        start(start_process, spec, tmp_path, "second")  # same replica_id, as a restarted pod
+        wait_for(lambda: not store_rows(pg_url, "SELECT id FROM incidents WHERE state = 'remediating'"),
+                 timeout=60, what="no incident left remediating")
+        assert_reconciled(pg_url, recorder)
+    finally:
+        recorder.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG-3 (/tmp/vigil-handoff/issue10-bugs.md): orphaned attempts "
+                                       "are only reconciled at start-up, never by a running peer")
+def test_surviving_replica_reconciles_a_dead_peers_attempt(
+        tmp_path: Path, pg_url: str, start_process: Any) -> None:
+    recorder = Recorder().start()
+    try:
+        settings = {"escalation": {"url": f"{recorder.url}/escalate"}, "stale_after": "2s"}
+        a = remediator_config(tmp_path, pg_url, "replica-a", procedures(recorder), **settings)
+        b = remediator_config(tmp_path, pg_url, "replica-b", procedures(recorder), **settings)
+        doomed = start(start_process, a, tmp_path, "a")
+        start(start_process, b, tmp_path, "b")
+        fire(a, alert("onceAlert", "aa", labels={"id": "1"}),
+             alert("againAlert", "bb", labels={"id": "2"}))
+        wait_for(lambda: attempts_running(pg_url, 2) and len(recorder.counts()) == 2, timeout=30,
+                 what="both procedures inside their wait step on replica-a")
+        doomed.kill()  # replica-a never comes back (scaled down, node lost)
+        # replica-b's heartbeat-based takeover: bounded by stale_after plus a sweep
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline and store_rows(
+                pg_url, "SELECT id FROM incidents WHERE state = 'remediating'"):
+            time.sleep(0.5)
+        assert_reconciled(pg_url, recorder)
+    finally:
+        recorder.stop()
