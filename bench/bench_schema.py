@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ours_tables = sum(1 for t in snap.tables.values() if t.kind == "table")
         ours_indexes = sum(len(t.indexes) for t in snap.tables.values())
-        print(f"ours (4 catalog queries + lint):  {ours_tables} tables, {ours_indexes} indexes, "
+        print(f"ours (5 catalog queries + lint):  {ours_tables} tables, {ours_indexes} indexes, "
               f"{len(findings)} lint findings")
         print(f"schemainspect:                    {len(inspected.tables)} tables, "
               f"{len(inspected.indexes)} indexes")

@@ -149,6 +149,7 @@ class SchemaSpec(StrictModel):
     tables: dict[str, SpecTable] = Field(default_factory=dict)
     views: list[str] = Field(default_factory=list)
     required_tables: list[str] = Field(default_factory=list)
+    enums: dict[str, list[str]] = Field(default_factory=dict)
 
 
 # --- the check config ------------------------------------------------------------------------

@@ -72,6 +72,16 @@ def diff_snapshots(expected: Snapshot, actual: Snapshot, ignore_extra: bool = Fa
             add("kind_mismatch", W, name, f"{name} is a {act.kind}, expected a {exp.kind}")
         _diff_columns(name, exp, act, add, loose, ignore_extra)
         _diff_keys(name, exp, act, add, check_actions, expected.complete and not ignore_extra)
+        if expected.complete and exp.definition and act.definition and (
+                exp.definition != act.definition):
+            add("view_definition_mismatch", W, name, f"the query of view {name} differs from "
+                f"the expected one (expected: {exp.definition[:200]})")
+        if expected.complete and act.kind == "table":
+            for body in sorted(set(exp.checks) - set(act.checks)):
+                add("missing_check", W, name, f"table {name} lacks {body}")
+            if not ignore_extra:
+                for body in sorted(set(act.checks) - set(exp.checks)):
+                    add("extra_check", I, name, f"table {name} has an unexpected {body}")
 
     if not ignore_extra:
         for name in sorted(set(actual.tables) - set(expected.tables)):
@@ -94,6 +104,24 @@ def diff_snapshots(expected: Snapshot, actual: Snapshot, ignore_extra: bool = Fa
                 add("sequence_mismatch", W, name,
                     f"sequence {name} is {a.data_type} increment {a.increment} max {a.max_value}"
                     f", expected {e.data_type} increment {e.increment} max {e.max_value}")
+
+    for enum in sorted(expected.enums):
+        labels = expected.enums[enum]
+        have = actual.enums.get(enum)
+        if have is None:
+            add("missing_enum", W, enum, f"enum type {enum} ({', '.join(labels)}) does not exist")
+            continue
+        missing = [v for v in labels if v not in have]
+        if missing:
+            add("enum_values_mismatch", W, enum,
+                f"enum {enum} lacks value(s) {', '.join(missing)}",
+                f"ALTER TYPE {enum} ADD VALUE '{missing[0]}'")
+        extra = [v for v in have if v not in labels]
+        if extra and not ignore_extra:
+            add("extra_enum_values", I, enum, f"enum {enum} has extra value(s) {', '.join(extra)}")
+    if expected.complete and not ignore_extra:
+        for enum in sorted(set(actual.enums) - set(expected.enums)):
+            add("extra_enum", I, enum, f"enum type {enum} is not in the expected schema")
 
     order = {C: 0, W: 1, I: 2}
     out.sort(key=lambda f: (order[f.severity], f.subject, f.rule))

@@ -92,7 +92,9 @@ def snapshot_from_canonical(data: dict[str, Any], dialect: str, default_schema: 
     snap = Snapshot(dialect=dialect, default_schema=default_schema, schemas=[default_schema])
     for tname, t in data.get("tables", {}).items():
         table = snap.tables[tname] = Table(name=tname, kind=t["kind"],
-                                           partition_of=t.get("partition_of", ""))
+                                           partition_of=t.get("partition_of", ""),
+                                           checks=list(t.get("checks", [])),
+                                           definition=t.get("definition", ""))
         for cname, c in t["columns"].items():
             table.columns[cname] = Column(name=cname, **c)
         if t.get("primary_key"):
@@ -109,6 +111,7 @@ def snapshot_from_canonical(data: dict[str, Any], dialect: str, default_schema: 
         # constraint-backed indexes are not in the canonical form; keep uniques matchable
     for sname, s in data.get("sequences", {}).items():
         snap.sequences[sname] = Sequence(name=sname, **s)
+    snap.enums = {k: list(v) for k, v in data.get("enums", {}).items()}
     return snap
 
 

@@ -89,6 +89,8 @@ class Table:
     foreign_keys: list[ForeignKey] = field(default_factory=list)
     indexes: list[Index] = field(default_factory=list)
     partition_of: str = ""  # parent table when this is a partition
+    checks: list[str] = field(default_factory=list)  # CHECK constraint bodies, as the catalog prints them
+    definition: str = ""  # a view's query, whitespace-normalized (PostgreSQL)
 
 
 @dataclass
@@ -113,6 +115,7 @@ class Snapshot:
     schemas: list[str]
     tables: dict[str, Table] = field(default_factory=dict)
     sequences: dict[str, Sequence] = field(default_factory=dict)
+    enums: dict[str, list[str]] = field(default_factory=dict)  # enum type -> labels in order
     # the source only declares what it lists; e.g. a YAML spec has no sequences
     complete: bool = True
 
@@ -134,12 +137,20 @@ class Snapshot:
                 "indexes": sorted(
                     [[list(i.columns), i.unique, i.method, i.predicate, list(i.include)]
                      for i in t.indexes if not i.constraint]),
+                "checks": sorted(t.checks),
+                "definition": t.definition,
             }
         sequences = {
             s: _strip(asdict(self.sequences[s]), "name", "last_value")
             for s in sorted(self.sequences)
         }
-        return {"tables": tables, "sequences": sequences}
+        enums = {e: list(self.enums[e]) for e in sorted(self.enums)}
+        return {"tables": tables, "sequences": sequences, "enums": enums}
+
+
+def normalize_sql(text: str) -> str:
+    """Collapse whitespace and drop a trailing semicolon (view definitions, check bodies)."""
+    return " ".join(text.split()).rstrip(";").strip()
 
 
 def _strip(d: dict[str, Any], *keys: str) -> dict[str, Any]:

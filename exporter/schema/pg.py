@@ -1,7 +1,8 @@
-"""Inspect a PostgreSQL schema with four set-based catalog queries over psycopg2.
+"""Inspect a PostgreSQL schema with five set-based catalog queries over psycopg2.
 
-One query each for relations+columns, constraints, indexes and sequences, whatever the number
-of tables (plus one for foreign keys that point outside the inspected schemas). The session is read-only with a statement timeout, and nothing is ever written.
+One query each for relations+columns, constraints, indexes, sequences and enum types, whatever
+the number of tables (plus one for foreign keys that point outside the inspected schemas).
+The session is read-only with a statement timeout, and nothing is ever written.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .model import (
     UniqueConstraint,
     normalize_action,
     normalize_default,
+    normalize_sql,
     normalize_type,
     relative_name,
 )
@@ -36,7 +38,8 @@ _KINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized_view", "f"
 RELATIONS_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relkind, inh.inhparent,
        a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated
+       pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
+       CASE WHEN c.relkind IN ('v', 'm') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits inh ON inh.inhrelid = c.oid AND c.relispartition
@@ -47,10 +50,11 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY(%(schemas)s)
 
 CONSTRAINTS_SQL = """
 SELECT k.conrelid, k.conname, k.contype, k.conkey, k.confrelid, k.confkey,
-       k.confdeltype, k.confupdtype, k.convalidated
+       k.confdeltype, k.confupdtype, k.convalidated,
+       CASE WHEN k.contype = 'c' THEN pg_get_constraintdef(k.oid) END
 FROM pg_constraint k
 JOIN pg_namespace n ON n.oid = k.connamespace
-WHERE k.contype IN ('p', 'u', 'f') AND n.nspname = ANY(%(schemas)s)
+WHERE k.contype IN ('p', 'u', 'f', 'c') AND k.conrelid <> 0 AND n.nspname = ANY(%(schemas)s)
 """
 
 INDEXES_SQL = """
@@ -81,6 +85,15 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
      AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
 WHERE n.nspname = ANY(%(schemas)s)
+"""
+
+ENUMS_SQL = """
+SELECT n.nspname, t.typname, array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
+FROM pg_type t
+JOIN pg_namespace n ON n.oid = t.typnamespace
+JOIN pg_enum e ON e.enumtypid = t.oid
+WHERE n.nspname = ANY(%(schemas)s)
+GROUP BY n.nspname, t.typname
 """
 
 # referenced tables outside the inspected schemas (rare): their names and key columns
@@ -193,6 +206,8 @@ def _read_catalog(conn: Any, schemas: list[str]) -> tuple[Any, ...]:
             indexes = cur.fetchall()
             cur.execute(SEQUENCES_SQL, params)
             sequences = cur.fetchall()
+            cur.execute(ENUMS_SQL, params)
+            enums = cur.fetchall()
             known = {row[0] for row in relations}
             outside = sorted({row[4] for row in constraints if row[4] and row[4] not in known})
             extra: list[tuple[Any, ...]] = []
@@ -202,33 +217,46 @@ def _read_catalog(conn: Any, schemas: list[str]) -> tuple[Any, ...]:
     finally:
         if not conn.closed:
             conn.rollback()
-    return default, wanted, relations, constraints, indexes, sequences, extra
+    return default, wanted, relations, constraints, indexes, sequences, extra, enums
 
 
 def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, ...]],
                    constraints: list[tuple[Any, ...]], indexes: list[tuple[Any, ...]],
                    sequences: list[tuple[Any, ...]],
-                   outside: list[tuple[Any, ...]] = ()) -> Snapshot:  # type: ignore[assignment]
+                   outside: list[tuple[Any, ...]] = (),  # type: ignore[assignment]
+                   enums: list[tuple[Any, ...]] = ()) -> Snapshot:  # type: ignore[assignment]
     """Assemble catalog rows into a Snapshot (pure; no database)."""
     snap = Snapshot(dialect="postgresql", default_schema=default, schemas=list(schemas))
+    qualifiers = (f'"{default}".', f"{default}.")
+
+    def unqualify(text: str) -> str:
+        """Catalog functions qualify names of a schema not on the search path: drop that."""
+        for q in qualifiers:
+            if q in text:
+                text = text.replace(q, "")
+        return text
+
     names: dict[int, str] = {}  # relation oid -> relative name
     attnames: dict[int, dict[int, str]] = {}  # relation oid -> attnum -> column name
     tables = snap.tables
-    strip = f"'{default}."
 
     for (oid, nsp, relname, relkind, parent, attnum, attname, typ, notnull, default_expr,
-         identity, generated) in relations:
+         identity, generated, viewdef) in relations:
         table = tables.get(names.get(oid, ""))
         if table is None:
             key = names[oid] = relname if nsp == default else f"{nsp}.{relname}"
             table = tables[key] = Table(name=key, kind=_KINDS.get(relkind, "table"),
                                         partition_of=parent or "")
             attnames[oid] = {}
+        if viewdef:
+            table.definition = normalize_sql(unqualify(viewdef))
         if attname is None:
             continue
         attnames[oid][attnum] = attname
-        if default_expr and strip in default_expr:
-            default_expr = default_expr.replace(strip, "'")
+        if default_expr and default in default_expr:
+            default_expr = unqualify(default_expr)
+        if default in typ:
+            typ = unqualify(typ)
         gen = ""
         if generated:
             gen, default_expr = default_expr or "", None
@@ -248,11 +276,13 @@ def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, 
         return tuple(m.get(n, str(n)) for n in nums or ())
 
     for (relid, conname, contype, conkey, frelid, confkey, deltype, updtype,
-         validated) in constraints:
+         validated, checkdef) in constraints:
         table = tables.get(names.get(relid, ""))
         if table is None:
             continue
-        if contype == "p":
+        if contype == "c":
+            table.checks.append(normalize_sql(unqualify(checkdef or "")))
+        elif contype == "p":
             table.primary_key = PrimaryKey(columns=cols(relid, conkey), name=conname)
         elif contype == "u":
             table.unique.append(UniqueConstraint(columns=cols(relid, conkey), name=conname))
@@ -268,13 +298,13 @@ def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, 
         if table is None:
             continue
         m = attnames.get(relid, {})
-        keys = [m.get(num, str(num)) if num else (exprs[pos] if exprs else "?")
+        keys = [m.get(num, str(num)) if num else unqualify(exprs[pos] if exprs else "?")
                 for pos, num in enumerate(indkey)]
         constraint = "primary" if isprimary else {"u": "unique", "x": "exclusion"}.get(
             contype or "", "")
         table.indexes.append(Index(
             columns=tuple(keys[:nkey]), include=tuple(keys[nkey:]), unique=bool(isunique),
-            name=idxname, valid=bool(isvalid), method=amname, predicate=pred or "",
+            name=idxname, valid=bool(isvalid), method=amname, predicate=unqualify(pred or ""),
             constraint=constraint))
 
     for nsp, seqname, dtype, smin, smax, incr, cycle, last, owner, ownercol in sequences:
@@ -292,7 +322,11 @@ def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, 
             last_value=None if last is None else int(last), owned_by=owned_by,
             column_type=column_type)
 
+    for nsp, typname, labels in enums:
+        snap.enums[relative_name(nsp, typname, default)] = list(labels)
+
     for table in tables.values():
+        table.checks.sort()
         table.unique.sort(key=lambda u: u.columns)
         table.foreign_keys.sort(key=lambda f: (f.columns, f.ref_table, f.ref_columns))
         table.indexes.sort(key=lambda i: (i.columns, i.name))

@@ -106,6 +106,7 @@ def snapshot_from_spec(spec: SchemaSpec, live: Snapshot) -> Snapshot:
     for raw_name in spec.required_tables:
         name = _split(raw_name, live)
         snap.tables.setdefault(name, Table(name=name, kind="required"))
+    snap.enums = {_split(k, live): list(v) for k, v in spec.enums.items()}
     return snap
 
 
@@ -166,6 +167,13 @@ def snapshot_from_metadata(metadata: Any, live: Snapshot) -> Snapshot:
             table.columns[col.name] = Column(
                 name=col.name, type=normalize_type(type_text), nullable=bool(col.nullable),
                 default=normalize_default(default), default_known=known)
+            enum_name = getattr(col.type, "name", None)
+            if (live.dialect == "postgresql" and enum_name and getattr(col.type, "native_enum", False)
+                    and getattr(col.type, "enums", None)):
+                schema = getattr(col.type, "schema", None)
+                key = enum_name if not schema or schema == live.default_schema else (
+                    f"{schema}.{enum_name}")
+                snap.enums[key] = list(col.type.enums)
         if t.primary_key is not None and len(t.primary_key.columns):
             table.primary_key = PrimaryKey(tuple(c.name for c in t.primary_key.columns),
                                            t.primary_key.name or "")

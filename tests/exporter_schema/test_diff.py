@@ -69,6 +69,14 @@ MUTATIONS = [
      ("foreign_key_action_mismatch", W, "orders(user_id)"), True),
     ("ALTER TABLE items DROP CONSTRAINT items_pkey CASCADE",
      ("missing_primary_key", W, "items"), False),
+    ("ALTER TABLE items DROP CONSTRAINT items_price_check", ("missing_check", W, "items"), True),
+    (("CREATE OR REPLACE VIEW order_counts AS "
+     "SELECT user_id, count(*) + 0 AS n FROM orders GROUP BY user_id"),
+     ("view_definition_mismatch", W, "order_counts"), True),
+    ("ALTER TYPE order_status ADD VALUE 'refunded'",
+     ("extra_enum_values", I, "order_status"), True),
+    ("ALTER TABLE orders ALTER COLUMN status DROP DEFAULT",
+     ("default_mismatch", W, "orders.status"), True),
 ]
 
 
@@ -97,7 +105,8 @@ SPEC = {
                   "primary_key": ["id"], "unique": [["email"]]},
         "orders": {"columns": {"id": "int", "user_id": {"type": "integer", "nullable": False},
                                "item_id": {"type": "int4", "nullable": False},
-                               "quantity": {"type": "int", "nullable": False}},
+                               "quantity": {"type": "int", "nullable": False},
+                               "status": {"type": "order_status", "default": "'new'"}},
                    "primary_key": ["id"],
                    "foreign_keys": [{"columns": ["user_id"], "references": "users(id)",
                                      "on_delete": "cascade"},
@@ -107,6 +116,7 @@ SPEC = {
     },
     "views": ["order_counts"],
     "required_tables": ["items"],
+    "enums": {"order_status": ["new", "paid", "shipped"]},
 }
 
 
@@ -119,7 +129,8 @@ async def test_declared_spec_matches_and_then_reports(pg_url: str, tmp_path: Pat
     import yaml
 
     spec_file = tmp_path / "schema.yaml"
-    bad = {**SPEC, "required_tables": ["items", "ai_insights"]}
+    bad = {**SPEC, "required_tables": ["items", "ai_insights"],
+           "enums": {"order_status": ["new", "paid", "shipped", "refunded"]}}
     bad["tables"] = {**SPEC["tables"], "users": {**SPEC["tables"]["users"], "columns": {
         **SPEC["tables"]["users"]["columns"], "name": "text", "age": "int",
         "email": {"type": "text", "nullable": True}}}}
@@ -127,7 +138,8 @@ async def test_declared_spec_matches_and_then_reports(pg_url: str, tmp_path: Pat
     result = await run_check(pg_url, {"spec_file": str(spec_file)})
     got = {(f.rule, f.severity, f.subject) for f in result.findings}
     assert {("missing_table", C, "ai_insights"), ("missing_column", C, "users.age"),
-            ("type_mismatch", W, "users.name"), ("nullability_mismatch", W, "users.email")} == got
+            ("type_mismatch", W, "users.name"), ("nullability_mismatch", W, "users.email"),
+            ("enum_values_mismatch", W, "order_status")} == got
     assert consistent(result) == 0.0
 
 
