@@ -38,7 +38,10 @@ REPLACEMENTS = (
     (r"(127\.0\.0\.1|localhost):[0-9]{1,5}", r"([0-9]{1,3}\.){3}[0-9]{1,3}:8080"),
     ("${VIGIL_SECRETS_DIR}", "/etc/vigil/secrets"),
     ("${VIGIL_STATE_DIR}", "/var/lib/vigil"),
-    ("${VIGIL_DEPLOY_DIR}", "/etc/vigil/config"),
+    # the procedures come from the ConfigMap; other ${VIGIL_DEPLOY_DIR} paths (the demo's
+    # code, for the exporter's code_references check) from the image's source tree
+    ("${VIGIL_DEPLOY_DIR}/procedures.yml", "/etc/vigil/config/procedures.yml"),
+    ("${VIGIL_DEPLOY_DIR}", "/opt/vigil/deploy"),
     # Pods share no filesystem with the demo target: config_restore and the spool clean-up
     # cannot reach it here (the HTTP steps still work); see docs/deploy.md.
     ("${VIGIL_DEMO_STATE_DIR}", "/var/lib/vigil/demo-target"),

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Render Vigil's shipped configs for an installation: replace the ${VIGIL_*} placeholders of
-# deploy/*.yml (which `vigil demo` rewrites for itself) with real directories. Used by the
+# deploy/*.yml (which `vigil demo` rewrites for itself) with real directories.
+# ${VIGIL_DEPLOY_DIR} stays the source folder: procedures.yml and the demo's code are read
+# from there. Used by the
 # vigil-configs.service unit and by docker-compose's `configs` service.
 #
 #   render-configs.sh SRC_DIR DST_DIR
@@ -30,14 +32,13 @@ render() {  # render FILE STATE_DIR
     sed -e "s#\${VIGIL_SECRETS_DIR}#$VIGIL_SECRETS_DIR#g" \
         -e "s#\${VIGIL_STATE_DIR}#$2#g" \
         -e "s#\${VIGIL_DEMO_STATE_DIR}#$demo_state#g" \
-        -e "s#\${VIGIL_DEPLOY_DIR}#$dst#g" \
+        -e "s#\${VIGIL_DEPLOY_DIR}#$src#g" \
         "$src/$1" > "$tmp/$1"
 }
 
 render exporter.yml "$root/exporter"
 render forecasts.yml "$root/forecaster"
 render remediator.yml "$root/remediator"
-render procedures.yml "$root/remediator"
 render alertmanager.yml "$root/alertmanager"
 if [ -n "$db_url_file" ]; then
     sed -i -e "s#^database_url: .*#database_url_file: $db_url_file#" "$tmp/remediator.yml"

@@ -85,14 +85,15 @@ def test_rendered_vigil_configs_pass_vigil_check_config(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
     remediator = (rendered / "remediator.yml").read_text()
     assert f"database_url_file: {tmp_path / 'secrets'}/remediator-database-url" in remediator
-    assert f"procedures: {rendered}/procedures.yml" in remediator
+    assert f"procedures: {DEPLOY_DIR}/procedures.yml" in remediator
+    exporter = (rendered / "exporter.yml").read_text()
+    assert f"{DEPLOY_DIR}/../demo/db.py" in exporter
 
 
 def test_render_refuses_an_unknown_placeholder(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("exporter.yml", "forecasts.yml", "remediator.yml", "procedures.yml",
-                 "alertmanager.yml"):
+    for name in ("exporter.yml", "forecasts.yml", "remediator.yml", "alertmanager.yml"):
         (src / name).write_text("key: value\n")
     (src / "exporter.yml").write_text("file: ${VIGIL_SOMETHING_NEW}/x\n")
     result = render_configs(tmp_path / "out", src=src)
