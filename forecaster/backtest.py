@@ -10,6 +10,7 @@ NAB standard-profile score of Vigil's detector and of two Prometheus-rule baseli
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import sys
 import time
@@ -20,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from vigil.config import ConfigError
 from vigil.forecaster.detectors import (
     HOLD_ROWS,
     VIGIL_THRESHOLD,
@@ -39,6 +38,8 @@ from vigil.forecaster.nab import (
     score_file,
     window_rows,
 )
+
+from vigil.config import ConfigError
 from vigil.service import ArgumentParser
 
 __all__ = ["DETECTORS", "FileResult", "load_series", "main", "run_file"]
@@ -245,7 +246,9 @@ def _main(argv: Sequence[str] | None) -> int:
                 table.add_column(col, justify="right" if col != "detector" else "left")
             for name in DETECTORS:
                 per = [r.nab[name] for r in scored]
-                table.add_row(name, f"{normalised_score(per):.1f}", str(sum(s.tp for s in per)),
+                norm = normalised_score(per)
+                shown = "n/a (no windows)" if math.isnan(norm) else f"{norm:.1f}"
+                table.add_row(name, shown, str(sum(s.tp for s in per)),
                               str(sum(s.fp for s in per)), str(sum(s.fn for s in per)),
                               str(sum(s.windows for s in per)))
             Console().print(table)

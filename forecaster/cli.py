@@ -8,10 +8,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from vigil.config import ConfigError, parse_model
 from vigil.forecaster.config import ForecastConfig, ForecasterConfig, load_config
 from vigil.forecaster.engine import Engine
 from vigil.forecaster.model import quiet_prophet
+
+from vigil.config import ConfigError, parse_model
 from vigil.service import ArgumentParser
 
 __all__ = ["forecast_main", "plot_forecast"]
@@ -37,7 +38,7 @@ def plot_forecast(snapshot: dict, history: dict[tuple, tuple], out: Path,
     for ax, s in zip(axes[:, 0], series, strict=False):
         key = tuple(sorted(s["labels"].items()))
         ts, vs = history.get(key, (np.array([]), np.array([])))
-        to_dt = lambda a: np.asarray(a, dtype="datetime64[s]")  # noqa: E731
+        to_dt = lambda a: np.asarray(a, dtype="datetime64[s]")
         ax.plot(to_dt(ts), vs, color="#222222", lw=0.9, label="actual")
         grid = s["grid"]
         yhat, lo, hi = s["band"]

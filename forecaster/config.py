@@ -34,13 +34,13 @@ _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.-]*$")
 def parse_duration(value: object) -> float:
     """Parse `1h30m`, `5m`, `14d` (or a plain number of seconds) into seconds."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration like 5m or 14d")
+        raise ValueError("expected a duration like 5m or 14d")  # noqa: TRY004 - pydantic
     if isinstance(value, (int, float)):
         if value <= 0:
             raise ValueError("duration must be positive")
         return float(value)
     if not isinstance(value, str):
-        raise ValueError("expected a duration like 5m or 14d")
+        raise ValueError("expected a duration like 5m or 14d")  # noqa: TRY004 - pydantic
     text = value.strip()
     pos, total = 0, 0.0
     for match in _DURATION.finditer(text):

@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from vigil.forecaster.model import quiet_prophet
 
 __all__ = [
+    "TREND_THRESHOLD",
     "VIGIL_THRESHOLD",
     "ZSCORE_THRESHOLD",
-    "TREND_THRESHOLD",
     "VigilDetector",
     "hold_alerts",
     "rolling_zscore",
@@ -96,7 +95,7 @@ class VigilDetector:
         n = len(y)
         f = np.full(n, np.nan)
         scale = np.full(n, np.nan)
-        init = None
+        init: dict[str, Any] | None = None
         fits = 0
         for k, hi in self.blocks(n):
             if k < self.min_train:
@@ -113,8 +112,10 @@ class VigilDetector:
                 model = self._model(Prophet, span_days)
                 model.fit(df)
             fits += 1
-            init = {name: float(model.params[name][0][0]) for name in ("k", "m", "sigma_obs")}
-            init.update({name: np.asarray(model.params[name][0]) for name in ("delta", "beta")})
+            params: dict[str, Any] = {name: float(model.params[name][0][0])
+                                      for name in ("k", "m", "sigma_obs")}
+            params.update({name: np.asarray(model.params[name][0]) for name in ("delta", "beta")})
+            init = params
             pred_t = np.concatenate([tr_t, ts[k:hi]])
             pred = model.predict(pd.DataFrame({"ds": pd.to_datetime(pred_t, unit="s")}))
             yhat = pred["yhat"].to_numpy()
@@ -158,7 +159,7 @@ class VigilDetector:
             if len(past_ts) < 2:
                 continue
             step = float(np.median(np.diff(past_ts)))
-            period = int(round(86400.0 / step)) if step > 0 else 0
+            period = round(86400.0 / step) if step > 0 else 0
             if period < 2 or k < 3 * period:
                 continue
             rows = np.arange(k, hi)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from vigil.forecaster.config import ForecastConfig, ForecasterConfig
 from vigil.forecaster.model import (
     FitRequest,
@@ -167,9 +166,10 @@ class Engine:
                 state.fit_duration = duration
                 ok = 0
                 for res in results:
-                    st = state.series.get(tuple(sorted(res.labels.items())))
-                    if st is None:
+                    found = state.series.get(tuple(sorted(res.labels.items())))
+                    if found is None:
                         continue
+                    st = found
                     if res.error:
                         state.errors_total += 1
                         state.last_error = f"fit failed: {res.error}"

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
 from vigil.forecaster.engine import Engine
 
 __all__ = ["ForecastCollector"]

@@ -21,7 +21,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 Params = dict[str, Any]
+Seasonality = Literal["auto"] | bool
 
 
 def quiet_prophet() -> None:
@@ -69,9 +70,9 @@ class FitRequest:
     step: float
     horizon: float
     interval_width: float = 0.95
-    daily: bool | str = True
-    weekly: bool | str = "auto"
-    yearly: bool | str = False
+    daily: Seasonality = True
+    weekly: Seasonality = "auto"
+    yearly: Seasonality = False
     max_fit_points: int = 1500
     init: Params | None = None
     uncertainty_samples: int = 0

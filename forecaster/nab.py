@@ -12,8 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Profile", "STANDARD", "FileScore", "load_labels", "score_file", "normalised_score",
-           "window_rows"]
+__all__ = [
+    "STANDARD",
+    "FileScore",
+    "Profile",
+    "load_labels",
+    "normalised_score",
+    "score_file",
+    "window_rows",
+]
 
 
 @dataclass(frozen=True)

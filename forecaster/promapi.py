@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import requests
-
 from vigil.forecaster.config import PrometheusConfig
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -15,11 +16,11 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-
 from vigil.forecaster.config import ForecasterConfig, load_config
 from vigil.forecaster.engine import Engine
 from vigil.forecaster.metrics import ForecastCollector
 from vigil.forecaster.model import quiet_prophet
+
 from vigil.service import (
     ArgumentParser,
     add_service_flags,
@@ -117,7 +118,7 @@ async def _loop_ctx(app: web.Application) -> AsyncIterator[None]:
             started = time.monotonic()
             try:
                 await running.run_in_executor(None, engine.run_cycle)
-            except Exception:  # noqa: BLE001 - the loop must survive anything
+            except Exception:
                 log.exception("forecast cycle failed")
             wait = max(0.0, settings.config.interval - (time.monotonic() - started))
             try:
@@ -130,10 +131,8 @@ async def _loop_ctx(app: web.Application) -> AsyncIterator[None]:
     stop.set()
     if task is not None:
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001
-            pass
     if executor is not None:
         executor.shutdown(wait=False, cancel_futures=True)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
-
 from vigil.forecaster.config import AuthConfig
 from vigil.forecaster.detectors import hold_alerts
 from vigil.forecaster.engine import series_labels
@@ -20,7 +20,7 @@ def test_chunks_stay_under_prometheus_point_limit_and_cover_the_range() -> None:
     assert all((hi - lo) / 1.0 + 1 < 11_000 for lo, hi in chunks)
     assert chunks[0][0] == 0.0 and chunks[-1][1] == 86400.0
     # consecutive, no overlap and no gap: the next chunk starts one step after the last
-    assert all(b[0] == a[1] + 1.0 for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(b[0] == a[1] + 1.0 for a, b in itertools.pairwise(chunks))
 
 
 def test_clean_series_drops_nan_and_duplicates_and_undoes_counter_resets() -> None:
@@ -84,7 +84,7 @@ def test_published_labels_drop_name_and_rename_clashes() -> None:
     assert out == {"job": "demo", "exported_forecast": "a", "exported_bound": "b"}
 
 
-def test_auth_builds_bearer_header_or_basic_auth(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_auth_builds_bearer_header_or_basic_auth(tmp_path, monkeypatch) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     headers, auth = AuthConfig(bearer_token_file=token).headers_and_auth()
