@@ -172,6 +172,22 @@ def test_config_files_and_secret_keys_referenced_exist(manifests: list[dict[str,
         for volume in pod["volumes"]:
             if "configMap" in volume:
                 assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    # every secret file a component's config reads is a key it mounts from the Secret
+    mounted: dict[str, set[str]] = {}
+    for workload in _workloads(manifests):
+        for volume in workload["spec"]["template"]["spec"]["volumes"]:
+            if "secret" in volume:
+                keys = {i["key"] for i in volume["secret"].get("items", [])} or secret_keys
+                mounted[workload["metadata"]["name"]] = keys
+    reader = {"exporter.yml": "vigil-exporter", "remediator.yml": "vigil-remediator",
+              "procedures.yml": "vigil-remediator", "forecasts.yml": "vigil-forecaster"}
+    for file_name, text in config_map["data"].items():
+        text = re.sub(r"(^|\s)#.*", "", text)
+        for key in re.findall(r"/etc/vigil/secrets/([A-Za-z0-9_.-]+)", text):
+            assert key in mounted.get(reader[file_name], set()), (file_name, key)
+        if "source: directory" in text:
+            needed = set(re.findall(r"key: ([a-z0-9-]+)", text))
+            assert needed <= mounted.get(reader[file_name], set()), file_name
     # every secret file a config reads is a key of the Secret
     for text in config_map["data"].values():
         text = re.sub(r"(^|\s)#.*", "", text)  # commented-out examples are not read
