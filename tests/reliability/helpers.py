@@ -21,7 +21,7 @@ from vigil.procs import ManagedProcess, free_port
 __all__ = [
     "WEBHOOK_TOKEN", "ADMIN_TOKEN", "WEBHOOK_AUTH", "ADMIN_AUTH", "Recorder", "RemediatorSpec",
     "remediator_config", "remediator_process", "table_counts", "store_rows", "alert", "notification",
-    "TABLES", "TcpProxy", "via_proxy", "upstream_of", "post_to_alertmanager", "metric_value",
+    "TABLES", "HostileServer", "rss_peak_bytes", "TcpProxy", "via_proxy", "upstream_of", "post_to_alertmanager", "metric_value",
 ]
 
 WEBHOOK_TOKEN = "reliability-webhook-token"
@@ -310,3 +310,117 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
             if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
                 total += sample.value
     return total
+
+
+class HostileServer:
+    """A raw-socket HTTP peer that misbehaves on purpose. Modes:
+
+    - `hang`: accepts, reads, never answers.
+    - `garbage`: answers bytes that are not HTTP, then closes.
+    - `endless`: a 200 whose chunked body never ends (as fast as the client reads).
+    - `drip`: a status line and headers one byte per `drip_interval` seconds, forever.
+    - `huge_headers`: a 200 with `header_bytes` of headers.
+    - `redirect`: a 302 to `location` (another host), for credential-leak checks.
+    Every request's raw head is kept in `heads` (to see what a client sent).
+    """
+
+    def __init__(self, mode: str, *, location: str = "", header_bytes: int = 1 << 20,
+                 drip_interval: float = 0.5, tls_context: Any = None) -> None:
+        import socket
+
+        self.mode = mode
+        self.location = location
+        self.header_bytes = header_bytes
+        self.drip_interval = drip_interval
+        self.tls_context = tls_context
+        self.heads: list[bytes] = []
+        self._stop = threading.Event()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        self._clients: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls_context else 'http'}://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self._clients.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _read_head(self, conn: Any) -> bytes:
+        data = b""
+        conn.settimeout(5)
+        while b"\r\n\r\n" not in data and len(data) < 1 << 16:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def _serve(self, conn: Any) -> None:
+        try:
+            if self.tls_context is not None:
+                conn = self.tls_context.wrap_socket(conn, server_side=True)
+            head = self._read_head(conn)
+            with threading.Lock():
+                self.heads.append(head)
+            if self.mode == "hang":
+                self._stop.wait()
+            elif self.mode == "garbage":
+                conn.sendall(b"\x00\xff\xfeNOT HTTP AT ALL\r\n\x1b[31m\r\n\r\n" + bytes(range(256)))
+            elif self.mode == "endless":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+                chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+                while not self._stop.is_set():
+                    conn.sendall(chunk)
+            elif self.mode == "drip":
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100000:
+                    if self._stop.wait(self.drip_interval):
+                        break
+                    conn.sendall(bytes([byte]))
+            elif self.mode == "huge_headers":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
+                line = b"X-Big: " + b"b" * 8000 + b"\r\n"
+                sent = 0
+                while sent < self.header_bytes:
+                    conn.sendall(line)
+                    sent += len(line)
+                conn.sendall(b"Content-Length: 2\r\n\r\nok")
+            elif self.mode == "redirect":
+                conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: " + self.location.encode()
+                             + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        for conn in self._clients:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+def rss_peak_bytes(pid: int) -> int:
+    """The process' peak resident set (VmHWM) from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
