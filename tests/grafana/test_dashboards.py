@@ -164,3 +164,14 @@ def test_cli_build_refuses_a_bad_forecasts_file(tmp_path: Path) -> None:
     assert not out.exists() or not list(out.iterdir()), "nothing is written"
     with pytest.raises(ConfigError):
         cli.main(["build", "--output-dir", str(out), "--forecasts.file", str(tmp_path / "no")])
+
+
+def test_json_survives_the_sdk_dashboard_model_unchanged() -> None:
+    # No Grafana server here: the SDK's schema-derived model is the closest check that the
+    # JSON has the dashboard schema's shape (a misspelt or mistyped field would not survive).
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    for name, board in RENDERED.items():
+        model = Dashboard.from_json(board)
+        assert json.loads(json.dumps(model, cls=JSONEncoder)) == board, name
