@@ -333,6 +333,10 @@ _SQL_CALLS = {"text", "execute", "executemany", "executescript", "exec_driver_sq
               "prepare", "raw"}
 _TABLE_CALLS = {"Table", "table"}
 _SQL_NAME = re.compile(r"(?i)(sql|query|stmt|statement)")
+# a string assigned to a SQL-sounding name must still start like a statement
+_STARTS_LIKE_SQL = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*)*(?:select|insert|update|delete|with|merge|create|alter|truncate|copy)\b",
+    re.IGNORECASE)
 _LOOKS_LIKE_SQL = re.compile(
     r"^\s*(SELECT\b.*\bFROM\b|INSERT\s+INTO\b|UPDATE\s+\S+\s+SET\b|DELETE\s+FROM\b|WITH\b.*\bAS\s*\()",
     re.DOTALL)
@@ -420,7 +424,9 @@ class _PyVisitor(ast.NodeVisitor):
                     self.orm(value, node.lineno)
             elif isinstance(target, (ast.Name, ast.Attribute)):
                 tname = target.id if isinstance(target, ast.Name) else target.attr
-                if _SQL_NAME.search(tname) and _string_value(node.value) is not None:
+                value = _string_value(node.value)
+                if (value is not None and _SQL_NAME.search(tname)
+                        and _STARTS_LIKE_SQL.match(value)):
                     self.sql(node.value)
         self.generic_visit(node)
 

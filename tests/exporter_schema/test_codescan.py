@@ -121,11 +121,12 @@ def f():
     print("Select one from these")
     log("updated items from the feed")
     query = f"SELECT * FROM {name}"
+    search_query = "pick one from the list"
     return "SELECT id FROM real_table"
 '''
     result = ScanResult()
     scan_python(source, "m.py", result)
-    assert [(r.name, r.line) for r in result.refs] == [("real_table", 8)]
+    assert [(r.name, r.line) for r in result.refs] == [("real_table", 9)]
 
 
 def test_unparsable_python_is_skipped_and_listed() -> None:
