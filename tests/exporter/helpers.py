@@ -15,9 +15,22 @@ from vigil.exporter.runner import CheckRunner
 
 from vigil.paths import DEPLOY_DIR
 
+# Latency budgets of deploy/exporter.yml are tight; on a loaded test machine a clean target
+# can miss them. Tests that are about latency set their own budgets below injected latency.
+RELAXED_BUDGET = 30.0
+
+
+def relax_budgets(data: dict[str, Any]) -> None:
+    for target in data["targets"]:
+        for ep in target.get("endpoints", {}).get("items", []):
+            ep["latency_budget"] = RELAXED_BUDGET
+        for journey in target.get("journeys", {}).get("items", []):
+            for step in journey["steps"]:
+                step["latency_budget"] = RELAXED_BUDGET
+
 
 def demo_config_dict(target: DemoTarget, workdir: Path) -> dict[str, Any]:
-    """deploy/exporter.yml, rewritten for a demo target started by the test."""
+    """deploy/exporter.yml, rewritten for a demo target started by the test (budgets relaxed)."""
     secrets_dir = workdir / "secrets"
     secrets_dir.mkdir(parents=True, exist_ok=True)
     for name in ("admin-token", "api-key"):
@@ -31,6 +44,7 @@ def demo_config_dict(target: DemoTarget, workdir: Path) -> dict[str, Any]:
         .replace("${VIGIL_STATE_DIR}", str(workdir))
     )
     data: dict[str, Any] = yaml.safe_load(text)
+    relax_budgets(data)
     return data
 
 

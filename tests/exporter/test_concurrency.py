@@ -7,7 +7,6 @@ import asyncio
 
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
-
 from vigil.exporter.checks import build_checks
 from vigil.exporter.config import parse_config
 from vigil.exporter.runner import CheckRunner

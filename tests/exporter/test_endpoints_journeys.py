@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vigil.demo.client import DemoTarget
 
-from tests.exporter.helpers import demo_config, restore_target, rules, run_checks
+from tests.exporter.helpers import RELAXED_BUDGET, demo_config, restore_target, rules, run_checks
 
 
 def test_endpoints_status_latency_and_body(shared_demo_target: DemoTarget, tmp_path: Path) -> None:
@@ -19,11 +19,18 @@ def test_endpoints_status_latency_and_body(shared_demo_target: DemoTarget, tmp_p
         up
     )
 
-    shared_demo_target.inject(latency_seconds=0.6)  # every /api/ route, budget 0.5 s
+    endpoints = config.targets[0].endpoints
+    assert endpoints is not None
+    api = [ep for ep in endpoints.items if ep.path.startswith("/api/")]
+    for ep in api:
+        ep.latency_budget = 0.5
+    shared_demo_target.inject(latency_seconds=0.6)  # every /api/ route: always over 0.5 s
     slow = run_checks(config)["endpoints"]
     over = {f.subject.split()[0] for f in slow.findings if f.rule == "latency_over_budget"}
     assert over == {"items", "users", "orders_summary", "quote"}
     shared_demo_target.clear()
+    for ep in api:
+        ep.latency_budget = RELAXED_BUDGET
 
     shared_demo_target.inject(error_rate=1.0)
     failing = run_checks(config)["endpoints"]
