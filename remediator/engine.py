@@ -123,9 +123,9 @@ class Engine:
             return
         self._noted[inc["id"]] = kind
         self.metrics.attempts.labels(proc.name, "skipped").inc()
+        await self.db(self.store.set_reason, inc["id"], reason)
         await self.db(self.store.create_attempt, inc["id"], proc.name, inc["target"] or "",
                       "skipped", self.replica, reason=reason)
-        await self.db(self.store.set_reason, inc["id"], reason)
 
     async def _consider(self, incident_id: int, ignore_cooldown: bool) -> None:
         got = await self.db(self.store.incident_with_alert, incident_id)

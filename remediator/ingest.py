@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import sqlalchemy as sa
 from vigil.remediator.matching import Match
 from vigil.remediator.payload import ParsedNotification
 from vigil.remediator.store import IngestResult, Store
@@ -22,12 +23,15 @@ Item = tuple[ParsedNotification, list[Match], bool]
 
 class IngestQueue:
     def __init__(self, store: Store, on_committed: Callable[[list[IngestResult]], Awaitable[None]],
-                 *, max_batch: int = 256) -> None:
+                 *, max_batch: int = 256, writers: int | None = None) -> None:
         self.store = store
         self.on_committed = on_committed
         self.max_batch = max_batch
+        # PostgreSQL commits concurrent transactions together (and overlaps their fsyncs), so
+        # two writers pipeline; SQLite serialises writers anyway.
+        self.writers = writers or (2 if store.dialect == "postgresql" else 1)
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[IngestResult]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def submit(self, item: Item) -> IngestResult:
         """Queue a notification; return once it is committed (raise if the store failed)."""
@@ -36,19 +40,26 @@ class IngestQueue:
         return await fut
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._writer())
+        self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.writers)]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         while not self._queue.empty():
             _, fut = self._queue.get_nowait()
             if not fut.done():
                 fut.set_exception(RuntimeError("remediator is shutting down"))
+
+    def _ingest(self, items: list[Item]) -> list[IngestResult]:
+        """Write a batch; retry once if PostgreSQL chose it as a deadlock victim."""
+        try:
+            return self.store.ingest(items)
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) not in ("40P01", "40001"):
+                raise
+            log.info("ingest batch retried after %s", exc.orig.__class__.__name__)
+            return self.store.ingest(items)
 
     async def _writer(self) -> None:
         while True:
@@ -56,7 +67,7 @@ class IngestQueue:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await asyncio.to_thread(self.store.ingest, [item for item, _ in batch])
+                results = await asyncio.to_thread(self._ingest, [item for item, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every waiter answers 5xx
                 log.error("store write failed: %s", exc.__class__.__name__)
                 for _, fut in batch:

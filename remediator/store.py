@@ -27,6 +27,8 @@ from vigil.remediator.models import (
 )
 from vigil.remediator.payload import ParsedNotification
 
+from vigil.db import normalize_url
+
 __all__ = ["IngestResult", "Store", "StoreError", "normalise_url", "utcnow"]
 
 log = logging.getLogger("vigil.remediator.store")
@@ -43,11 +45,8 @@ class StoreError(RuntimeError):
 
 
 def normalise_url(url: str) -> str:
-    """Pin plain postgresql:// to psycopg2 (SQLAlchemy 2.1 would pick psycopg 3, not installed)."""
-    parsed = sa.engine.make_url(url)
-    if parsed.drivername == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-    return url
+    """The URL with bare postgresql:// pinned to psycopg2 (see vigil.db)."""
+    return normalize_url(url).render_as_string(hide_password=False)
 
 
 def utcnow() -> datetime:
@@ -128,8 +127,10 @@ class Store:
                  for n, _, _ in batch],
             ).scalars())
             # firing alerts: insert-or-nothing; the unique constraint decides who is new
-            firing = [(i, j, a) for i, (n, _, _) in enumerate(batch)
-                      for j, a in enumerate(n.alerts) if a.status == "firing"]
+            # sorted by the unique key: concurrent writers take row locks in one order
+            firing = sorted(((i, j, a) for i, (n, _, _) in enumerate(batch)
+                             for j, a in enumerate(n.alerts) if a.status == "firing"),
+                            key=lambda t: (t[2].fingerprint, t[2].starts_at))
             inserted: dict[tuple[str, datetime], int] = {}
             if firing:
                 # executemany with RETURNING: one cached statement, batched by insertmanyvalues
@@ -185,16 +186,16 @@ class Store:
                         (target.new_incidents if row["state"] == "open" else target.escalate).append(inc_id)
             # resolved alerts: close the incident and cancel queued work
             seen: set[tuple[str, datetime]] = set()
-            for i, (n, _, _) in enumerate(batch):
-                for j, a in enumerate(n.alerts):
-                    if a.status != "resolved":
-                        continue
-                    key = (a.fingerprint, a.starts_at)
-                    if key in seen:
-                        outcome[(i, j)] = "duplicate"
-                        continue
-                    seen.add(key)
-                    outcome[(i, j)] = self._resolve(conn, a, note_ids[i], now, results[i])
+            resolved = sorted(((i, j, a) for i, (n, _, _) in enumerate(batch)
+                               for j, a in enumerate(n.alerts) if a.status == "resolved"),
+                              key=lambda t: (t[2].fingerprint, t[2].starts_at))
+            for i, j, a in resolved:
+                key = (a.fingerprint, a.starts_at)
+                if key in seen:
+                    outcome[(i, j)] = "duplicate"
+                    continue
+                seen.add(key)
+                outcome[(i, j)] = self._resolve(conn, a, note_ids[i], now, results[i])
             for i, (n, _, _) in enumerate(batch):
                 results[i].outcomes = [outcome[(i, j)] for j in range(len(n.alerts))]
         return results
