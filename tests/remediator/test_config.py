@@ -116,7 +116,7 @@ def test_simulate_shows_procedure_and_params_without_running(tmp_path: Path) -> 
     result = json.loads(out.stdout)
     assert result[0]["procedure"] == "restart-leaking-target" and result[0]["decision"] == "run"
     assert result[0]["params"]["instance"] == "127.0.0.1:8080"
-    assert result[0]["steps"][1]["url"] == "http://127.0.0.1:8080/admin/restart"
+    assert result[0]["steps"][0]["url"] == "http://127.0.0.1:8080/admin/restart"
     assert result[1]["decision"].startswith("refused: parameter 'instance'")
     assert result[2]["decision"] == "no procedure matches: escalate"
     text = subprocess.run([*VIGIL, "remediator", "simulate", str(path)], capture_output=True,
