@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from vigil.config import ConfigError, StrictModel, load_yaml, parse_model
+from vigil.config import ConfigError, StrictModel, key_path, load_yaml
 
 __all__ = [
     "HTTP_METHODS",
@@ -322,7 +322,14 @@ class ExporterConfig(StrictModel):
 
 def parse_config(data: Any, file: str | Path | None = None) -> ExporterConfig:
     """Validate an already-loaded mapping; relative file paths resolve next to `file`."""
-    config = parse_model(ExporterConfig, data, file)
+    try:
+        config = ExporterConfig.model_validate({} if data is None else data)
+    except ValidationError as exc:
+        # Every error with its key path (pydantic's messages never include the input here).
+        errors = exc.errors(include_input=False, include_url=False)
+        first, rest = errors[0], errors[1:]
+        more = "".join(f"; {key_path(tuple(e['loc'])) or '<top>'}: {e['msg']}" for e in rest)
+        raise ConfigError(file, key_path(tuple(first["loc"])), f"{first['msg']}{more}") from None
     if file is not None:
         base = Path(file).resolve().parent
         for target in config.targets:

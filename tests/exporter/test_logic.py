@@ -306,3 +306,22 @@ def test_every_catalogued_family_passes_promtool() -> None:
     assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), (
         lint.stdout + lint.stderr
     )
+
+
+def test_every_config_error_is_listed_with_its_key_path() -> None:
+    data = {
+        "scrape_timeout": -1,
+        "targets": [
+            {
+                "name": "a",
+                "base_url": "ftp://x",
+                "cors": {"origins": ["https://a/b"], "methods": ["FETCH"]},
+            }
+        ],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "x.yml")
+    text = str(info.value)
+    assert info.value.path == "scrape_timeout"
+    for path in ("targets[0].base_url", "targets[0].cors.origins[0]", "targets[0].cors.methods[0]"):
+        assert f"; {path}: " in text, text
