@@ -265,8 +265,9 @@ def create_app(config: RemediatorConfig, *, store: Store | None = None,
     app[CONFIG] = config
     app[STORE] = store
     app[REGISTRY] = registry
-    app[METRICS] = RemediatorMetrics(registry, store.count_active_incidents)
     runtime = Runtime(config.replica_id or default_replica(), heartbeat_interval, sweep_interval)
+    app[METRICS] = RemediatorMetrics(
+        registry, lambda: runtime.engine.open_count if runtime.engine else None)
     app[RUNTIME] = runtime
     app[WEBHOOK_CREDS] = webhook_creds
     app[ADMIN_CREDS] = admin_creds
@@ -312,6 +313,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 runtime.spawn(engine.consider(incident_id))
             for incident_id in result.escalate:
                 runtime.spawn(engine.escalate(incident_id, ""))
+        runtime.spawn(engine.refresh_open_count())
 
     runtime.queue = IngestQueue(store, on_committed)
     runtime.queue.start()

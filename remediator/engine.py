@@ -61,6 +61,11 @@ class Engine:
         self._noted: dict[int, str] = {}  # incident -> kind of skip already recorded
         self._target_locks: dict[str, asyncio.Lock] = {}
         self.breakers = Breakers(on_change=lambda name, v: metrics.breaker.labels(name).set(v))
+        # vigil_incidents_open, read from the store off the event loop (a scrape must not
+        # wait on the database); None until the first successful read
+        self.open_count: int | None = None
+        self._refreshing = False
+        self._refresh_again = False
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -75,6 +80,7 @@ class Engine:
         else:
             self.paused = stored
         await self.reconcile()
+        await self.refresh_open_count()
 
     async def stop(self) -> None:
         for task in list(self.tasks.values()):
@@ -90,7 +96,24 @@ class Engine:
             except Exception:
                 log.warning("sweep failed", exc_info=True)
 
+    async def refresh_open_count(self) -> None:
+        """Re-read the count; a call during a read makes that read run once more."""
+        if self._refreshing:
+            self._refresh_again = True
+            return
+        self._refreshing = True
+        try:
+            self._refresh_again = True
+            while self._refresh_again:
+                self._refresh_again = False
+                self.open_count = await self.db(self.store.count_active_incidents)
+        except Exception:  # noqa: BLE001 - keep the last value through a store outage
+            log.warning("cannot count open incidents")
+        finally:
+            self._refreshing = False
+
     async def sweep(self) -> None:
+        await self.refresh_open_count()
         stored = await self.db(self.store.paused)
         if stored is not None:
             self.paused = stored

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -11,32 +10,34 @@ from prometheus_client.registry import Collector
 
 __all__ = ["RemediatorMetrics"]
 
-log = logging.getLogger("vigil.remediator.metrics")
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 RESOLUTION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400)
 
 
 class _IncidentsOpen(Collector):
-    """vigil_incidents_open read from the store on every scrape (correct across replicas)."""
+    """vigil_incidents_open: the store's count, refreshed after each commit and each sweep.
 
-    def __init__(self, count: Callable[[], int]) -> None:
+    The count comes from the shared store, so every replica reports the same number; it is
+    read off the event loop and cached, so a scrape never waits on the database.
+    """
+
+    def __init__(self, count: Callable[[], int | None]) -> None:
         self._count = count
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        try:
-            value = float(self._count())
-        except Exception as exc:  # noqa: BLE001 - a store outage must not break /metrics
-            log.warning("cannot count open incidents: %s", exc.__class__.__name__)
+        value = self._count()
+        if value is None:  # not read yet, or the store has never answered
             return
         yield GaugeMetricFamily(
             "vigil_incidents_open",
-            "Incidents in state open, awaiting_approval or remediating (read from the store).",
-            value=value)
+            "Incidents in state open, awaiting_approval or remediating (from the incident "
+            "store, refreshed after every commit and every few seconds).",
+            value=float(value))
 
 
 class RemediatorMetrics:
-    def __init__(self, registry: CollectorRegistry, count_open: Callable[[], int]) -> None:
+    def __init__(self, registry: CollectorRegistry, count_open: Callable[[], int | None]) -> None:
         self.notifications = Counter(
             "vigil_webhook_notifications_total",
             "Webhook notifications by result (accepted, invalid, unauthorized, store_error).",

@@ -8,7 +8,6 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-
 from vigil.remediator.models import Base
 from vigil.remediator.store import Store
 

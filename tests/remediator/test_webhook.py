@@ -19,6 +19,7 @@ from tests.remediator.conftest import (
     post,
     procedure,
     store_of,
+    wait_until,
 )
 
 
@@ -56,7 +57,11 @@ async def test_new_duplicate_and_resolved_outcomes(make_config: Any, start_remed
     assert 'vigil_alerts_received_total{outcome="duplicate"} 2.0' in metrics
     assert 'vigil_alerts_received_total{outcome="unmatched"} 1.0' in metrics
     assert 'vigil_webhook_notifications_total{result="accepted"} 3.0' in metrics
-    assert "vigil_incidents_open 1.0" in metrics
+
+    async def open_gauge() -> bool:
+        return "vigil_incidents_open 1.0" in await (await client.get("/metrics")).text()
+
+    await wait_until(open_gauge, what="vigil_incidents_open 1")
 
 
 async def test_concurrent_duplicates_store_one_incident(make_config: Any, start_remediator: Any,
@@ -165,8 +170,6 @@ async def test_two_replicas_on_one_postgresql_run_a_procedure_once(
     async def resolved() -> bool:
         rows = await incidents(a)
         return bool(rows) and rows[0]["state"] == "resolved"
-
-    from tests.remediator.conftest import wait_until
 
     await wait_until(resolved, what="the incident to be remediated")
     await asyncio.sleep(1.0)  # both sweepers have run meanwhile
