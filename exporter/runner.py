@@ -76,8 +76,23 @@ async def run_check(check: Check, timeout: float) -> CheckResult:
             )
         ]
         result.samples = {}
-        log.warning("check %s/%s failed: %s", check.target, check.name, result.error)
     return result
+
+
+def _log_transition(check: Check, before: CheckResult | None, after: CheckResult) -> None:
+    """Log when a check starts failing, changes its reason, or recovers; at 1 s scrape
+    intervals a line per failed run would drown the log."""
+    if not after.success:
+        changed = before is None or before.success or before.error != after.error
+        log.log(
+            logging.WARNING if changed else logging.DEBUG,
+            "check %s/%s failed: %s",
+            check.target,
+            check.name,
+            after.error,
+        )
+    elif before is not None and not before.success:
+        log.info("check %s/%s recovered", check.target, check.name)
 
 
 @dataclass
@@ -132,6 +147,8 @@ class CheckRunner:
                 error="an earlier run of this check is still in progress",
                 timestamp=time.time(),
             )
+        if owner:
+            _log_transition(slot.check, slot.result, result)
         if owner or slot.result is None or result.timestamp > slot.result.timestamp:
             if owner:
                 key = (slot.check.target, slot.check.name)

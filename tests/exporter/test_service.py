@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import yaml
 from aiohttp import web
@@ -287,3 +288,28 @@ async def test_a_malformed_result_costs_its_families_not_the_scrape(
     assert resp.status == 200
     assert sample(text, "vigil_exporter_collect_errors_total") == 1.0
     assert sample(text, "vigil_build_info", version="0.1.0") == 1.0
+
+
+async def test_failures_are_logged_once_per_change(caplog: pytest.LogCaptureFixture) -> None:
+    from vigil.exporter.runner import CheckRunner
+
+    class Flaky:
+        name, target, min_interval = "flaky", "t", 0.0
+        fail = True
+
+        async def __call__(self, timeout: float) -> Any:
+            from vigil.exporter.base import CheckError, CheckResult
+
+            if self.fail:
+                raise CheckError("target unreachable")
+            return CheckResult("t", "flaky", True)
+
+    check = Flaky()
+    runner = CheckRunner([check])  # type: ignore[list-item]
+    with caplog.at_level("INFO", logger="vigil.exporter"):
+        for _ in range(3):
+            await runner.refresh(1)
+        check.fail = False
+        await runner.refresh(1)
+    messages = [r.getMessage() for r in caplog.records if r.name == "vigil.exporter"]
+    assert messages == ["check t/flaky failed: target unreachable", "check t/flaky recovered"]
