@@ -153,7 +153,8 @@ def plot_result(result: FileResult, plot_dir: Path) -> Path:
         ax.scatter(ts[first], np.full(len(first), base + span * 0.05 * (j + 1)), marker="v",
                    color=colors[name], s=30, label=f"{name} detections ({len(first)})")
     ax.set_title(result.relpath)
-    ax.legend(loc="upper left", fontsize=7, ncols=3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=7, ncols=5,
+              frameon=False)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)

@@ -131,6 +131,8 @@ class Engine:
             counter = cfg.counter == "auto" and looks_like_counter(
                 series.labels.get("__name__", ""), series.values[np.isfinite(series.values)])
             ts, vs = clean_series(series.timestamps, series.values, counter=counter)
+            if not len(ts) or ts[-1] < now - max(3 * cfg.step, 300.0):
+                continue  # vanished: no sample lately, so it is no longer published
             current[series.key] = (series, ts, vs)
         limits = self._threshold_values(state, now)
         due = now - state.last_fit_attempt >= cfg.retrain_interval

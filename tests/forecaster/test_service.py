@@ -247,3 +247,36 @@ def test_basic_auth_against_a_protected_prometheus(start_process: Any, tmp_path:
     bad = _config(url, x={"query": "up"}).prometheus
     with pytest.raises(PrometheusError, match="401"):
         PrometheusClient(bad).query("vector(42)")
+
+
+def test_counter_resets_vanishing_series_and_shards(prometheus_factory: Callable[..., Any],
+                                                    tmp_path: Path) -> None:
+    ts = np.arange(NOW - 4 * 3600, NOW + 1, 60.0)
+    cumulative = 10.0 * np.arange(len(ts))  # 10 requests a minute
+    restarted = cumulative.copy()
+    restarted[len(ts) // 2:] -= restarted[len(ts) // 2]  # the process restarted: counter reset
+    series = [("synthetic_requests_total", {"instance": "reset"}, ts, restarted)]
+    old = ts < NOW - 2 * 3600
+    series.append(("synthetic_requests_total", {"instance": "gone"}, ts[old], cumulative[old]))
+    series += [("synthetic_requests_total", {"instance": f"i{k}"}, ts, cumulative + k)
+               for k in range(6)]
+    _, url = start_with_series(prometheus_factory, tmp_path, series)
+    body = {"query": "synthetic_requests_total", "history": "4h", "step": "1m", "horizon": "1h",
+            "min_history": "1h", "seasonality": {"daily": False, "weekly": False}}
+    engine = Engine(_config(url, reqs=body))
+    engine.run_cycle(NOW)
+    by_instance = {s["labels"]["instance"]: s for s in engine.snapshot(NOW)[0]["series"]}
+    assert "gone" not in by_instance  # vanished two hours ago
+    reset = by_instance["reset"]
+    # the forecast continues the cumulative count instead of falling back after the reset
+    assert reset["yhat"] == pytest.approx(cumulative[-1], rel=0.02)
+    # like rate(), the reset sample itself counts from zero: one minute's 10 is not seen
+    assert reset["last_value"] == pytest.approx(cumulative[-1] - 10.0)
+    # two shards split the series between them, each series exactly once
+    seen = []
+    for index in range(2):
+        shard = Engine(_config(url, reqs=body), shard=(index, 2))
+        shard.run_cycle(NOW)
+        seen.append({s["labels"]["instance"] for s in shard.snapshot(NOW)[0]["series"]})
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    assert seen[0] | seen[1] == set(by_instance)
