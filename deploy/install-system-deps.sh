@@ -5,8 +5,10 @@ set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# the exporter's TLS tests mint short-lived certificates with the openssl CLI
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "vigil: prometheus and prometheus-alertmanager already installed"
+  echo "vigil: prometheus, prometheus-alertmanager and openssl already installed"
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -70,7 +70,7 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def parse_model(model: type[M], data: Any, file: str | Path | None = None) -> M:
-    """Validate data against a model; the first error becomes a ConfigError."""
+    """Validate data against a model; every error, with its key path, becomes one ConfigError."""
     if data is None:
         data = {}
     try:
@@ -78,8 +78,8 @@ def parse_model(model: type[M], data: Any, file: str | Path | None = None) -> M:
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
         first = errors[0]
-        more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-        raise ConfigError(file, key_path(tuple(first["loc"])), f"{first['msg']}{more}") from None
+        rest = "".join(f"; {key_path(tuple(e['loc']))}: {e['msg']}" for e in errors[1:])
+        raise ConfigError(file, key_path(tuple(first["loc"])), f"{first['msg']}{rest}") from None
 
 
 def load_config(model: type[M], path: str | Path) -> M:

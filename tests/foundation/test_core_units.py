@@ -59,3 +59,9 @@ def test_listen_address() -> None:
         parse_listen_address("localhost")
     with pytest.raises(argparse.ArgumentTypeError):
         parse_listen_address("h:99999")
+
+
+def test_every_error_is_listed_with_its_path() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_model(Outer, {"items": [{"port": "x"}, {"port": "y"}]}, "f.yml")
+    assert "items[0].port" in str(err.value) and "items[1].port" in str(err.value)
