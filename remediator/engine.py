@@ -114,6 +114,7 @@ class Engine:
 
     async def sweep(self) -> None:
         await self.refresh_open_count()
+        await self.reconcile(own=False)
         stored = await self.db(self.store.paused)
         if stored is not None:
             self.paused = stored
@@ -215,6 +216,8 @@ class Engine:
     async def _run(self, inc: dict[str, Any], alert: dict[str, Any], proc: Procedure,
                    attempt_id: int, dry: bool, stop: asyncio.Event) -> None:
         incident_id = inc["id"]
+        # queued or running, the attempt beats: other replicas must not take it for orphaned
+        beat = asyncio.create_task(self._heartbeat(attempt_id, incident_id, stop))
         try:
             # the procedure's slot first: a run waiting for it must not hold a global slot
             async with self.proc_slots[proc.name], self.global_slots:
@@ -228,6 +231,8 @@ class Engine:
             if incident_id not in self.running:
                 await asyncio.shield(self._cancel_queued(incident_id, attempt_id, "alert resolved"))
             raise
+        finally:
+            beat.cancel()
 
     async def _cancel_queued(self, incident_id: int, attempt_id: int, reason: str) -> None:
         await self.db(self.store.update_attempt, attempt_id, only_if=("queued",), state="cancelled",
@@ -325,10 +330,10 @@ class Engine:
         ctx = ActionContext(self.config, self.session, self.breakers,
                             {**self.config.constants, **inc["params"]},
                             dict(alert["labels"]), stop)
-        beat = asyncio.create_task(self._heartbeat(attempt_id, incident_id, stop))
         final: dict[str, Any] = {}
         # the incident's next state, written after the attempt's final record
         after: tuple[str, str] | None = None
+        interrupted = False
         try:
             if dry:
                 steps = [{"name": step_name(s, i), "action": s.action, "status": "dry_run",
@@ -373,8 +378,13 @@ class Engine:
             delivered = await self.escalate(incident_id, failure)
             after = ("escalated", failure) if delivered else (
                 "failed", f"{failure} (no escalation delivered)")
+        except asyncio.CancelledError:
+            # shutting down mid-run: leave the attempt `running`, exactly as a crash would,
+            # so reconciliation (this replica's next start, or any replica once the
+            # heartbeat is stale) decides whether to re-run it
+            interrupted = True
+            raise
         finally:
-            beat.cancel()
             if ctx.silences:
                 expired = await expire_silences(ctx)
                 final.setdefault("steps", [])
@@ -383,20 +393,27 @@ class Engine:
                      "output": "; ".join(expired), "duration_seconds": 0.0}]
             elapsed = time.monotonic() - t0
             self.metrics.in_progress.dec()
-            self.metrics.duration.labels(proc.name).observe(elapsed)
-            final.setdefault("state", "failed")
-            await asyncio.shield(self.db(
-                self.store.update_attempt, attempt_id, finished_at=utcnow(),
-                duration_seconds=round(elapsed, 3), heartbeat_at=utcnow(), **final))
-            if after is not None:
-                moved = await asyncio.shield(self.db(
-                    self.store.transition, incident_id, ("remediating",), after[0],
-                    reason=after[1], actor=self.actor))
-                if moved and after[0] == "resolved":
-                    self.metrics.resolution.observe(
-                        max(0.0, (utcnow() - inc["alert_starts_at"]).total_seconds()))
             for engine in ctx.sql_engines.values():
                 engine.dispose()
+            if not interrupted:
+                await self._record(proc, incident_id, attempt_id, inc, elapsed, final, after)
+
+    async def _record(self, proc: Procedure, incident_id: int, attempt_id: int,
+                      inc: dict[str, Any], elapsed: float, final: dict[str, Any],
+                      after: tuple[str, str] | None) -> None:
+        """Write the attempt's final record, then move the incident."""
+        self.metrics.duration.labels(proc.name).observe(elapsed)
+        final.setdefault("state", "failed")
+        await asyncio.shield(self.db(
+            self.store.update_attempt, attempt_id, finished_at=utcnow(),
+            duration_seconds=round(elapsed, 3), heartbeat_at=utcnow(), **final))
+        if after is not None:
+            moved = await asyncio.shield(self.db(
+                self.store.transition, incident_id, ("remediating",), after[0],
+                reason=after[1], actor=self.actor))
+            if moved and after[0] == "resolved":
+                self.metrics.resolution.observe(
+                    max(0.0, (utcnow() - inc["alert_starts_at"]).total_seconds()))
 
     # --- escalation and reconciliation ------------------------------------------------------------
 
@@ -445,10 +462,15 @@ class Engine:
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return True  # cannot ask Alertmanager: trust our own record
 
-    async def reconcile(self) -> list[tuple[int, str]]:
-        """Find attempts a crash left queued/running; re-run idempotent ones, escalate the rest."""
+    async def reconcile(self, *, own: bool = True) -> list[tuple[int, str]]:
+        """Find attempts a crash left queued/running; re-run idempotent ones, escalate the rest.
+
+        own=True (at start-up) includes this replica's own leftovers; the sweeper passes
+        own=False and only takes attempts whose heartbeat went stale (a replica that died).
+        """
         done: list[tuple[int, str]] = []
-        for att in await self.db(self.store.orphaned_attempts, self.replica, self.config.stale_after):
+        for att in await self.db(self.store.orphaned_attempts,
+                                 self.replica if own else None, self.config.stale_after):
             if not await self.db(self.store.update_attempt, att["id"], only_if=("queued", "running"),
                                  state="failed", finished_at=utcnow(),
                                  reason=f"interrupted: the remediator stopped while it was {att['state']}"):

@@ -332,13 +332,15 @@ class Store:
                 sa.select(Incident.id).where(Incident.state == "open", Incident.procedure.is_not(None))
                 .order_by(Incident.id).limit(limit)).scalars())
 
-    def orphaned_attempts(self, replica: str, stale_after: float) -> list[dict[str, Any]]:
+    def orphaned_attempts(self, replica: str | None, stale_after: float) -> list[dict[str, Any]]:
         """Attempts left queued/running by this replica, or by any replica that stopped beating."""
         stale = utcnow() - timedelta(seconds=stale_after)
+        cond = Attempt.heartbeat_at < stale
+        if replica is not None:
+            cond = sa.or_(Attempt.replica == replica, cond)
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(Attempt).where(
-                Attempt.state.in_(("queued", "running")),
-                sa.or_(Attempt.replica == replica, Attempt.heartbeat_at < stale))).all()
+                Attempt.state.in_(("queued", "running")), cond)).all()
             return [_row(r) for r in rows]
 
     def count_active_incidents(self) -> int:

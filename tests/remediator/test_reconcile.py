@@ -85,3 +85,30 @@ async def test_crash_mid_procedure_is_reconciled_on_start(make_config: Any, star
     assert [a["state"] for a in once["attempts"]] == ["failed"]
     assert "not idempotent" in rows["bb"]["reason"]
     assert sorted((tmp_path / "runs").read_text().split()) == ["x", "x", "y"]
+
+
+async def test_shutdown_mid_run_is_taken_over_by_another_replica(
+        make_config: Any, start_remediator: Any, tmp_path: Path) -> None:
+    """A replica stops mid-run; another one sees the heartbeat go stale and re-runs it."""
+    first = await start_remediator(make_config(procedures(tmp_path, "10m"), replica_id="a"))
+    from tests.remediator.conftest import post
+
+    await post(first, notification(alert("againAlert", "cc", labels={"service": "z"})))
+
+    async def running() -> bool:
+        rows = await incidents(first)
+        return bool(rows) and [a["state"] for a in (await timeline(first, rows[0]["id"]))["attempts"]] == ["running"]
+
+    await wait_until(running, what="the first replica to run it")
+    await first.close()  # graceful stop: the attempt stays `running`, like a crash
+    second = await start_remediator(make_config(procedures(tmp_path, "0s"), replica_id="b",
+                                                stale_after="1s"))
+
+    async def resolved() -> Any:
+        rows = await incidents(second)
+        return rows[0] if rows[0]["state"] == "resolved" else None
+
+    inc = await wait_until(resolved, what="the second replica to take over")
+    attempts = (await timeline(second, inc["id"]))["attempts"]
+    assert [(a["state"], a["replica"]) for a in attempts] == [("failed", "a"), ("succeeded", "b")]
+    assert (tmp_path / "runs").read_text().split() == ["z", "z"]
