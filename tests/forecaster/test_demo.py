@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.harness import prom_value, wait_for
 from vigil.forecaster.config import load_config
 from vigil.forecaster.engine import Engine
+
+from tests.harness import prom_value, wait_for
 from vigil.procs import prometheus_config
 
 pytestmark = pytest.mark.integration
