@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -86,6 +87,7 @@ def forecast_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="draw the forecast as PNG")
     args = parser.parse_args(argv)
     quiet_prophet()
+    logging.getLogger("vigil.forecaster.engine").setLevel(logging.ERROR)  # errors printed below
     if args.config_file is not None:
         config = load_config(args.config_file)
         chosen = [f for f in config.forecasts if args.forecast in (None, f.name)]
