@@ -19,9 +19,26 @@ import yaml
 from vigil.procs import ManagedProcess, free_port
 
 __all__ = [
-    "WEBHOOK_TOKEN", "ADMIN_TOKEN", "WEBHOOK_AUTH", "ADMIN_AUTH", "Recorder", "RemediatorSpec",
-    "remediator_config", "remediator_process", "table_counts", "store_rows", "alert", "notification",
-    "TABLES", "HostileServer", "rss_peak_bytes", "TcpProxy", "via_proxy", "upstream_of", "post_to_alertmanager", "metric_value",
+    "ADMIN_AUTH",
+    "ADMIN_TOKEN",
+    "TABLES",
+    "WEBHOOK_AUTH",
+    "WEBHOOK_TOKEN",
+    "HostileServer",
+    "Recorder",
+    "RemediatorSpec",
+    "TcpProxy",
+    "alert",
+    "metric_value",
+    "notification",
+    "post_to_alertmanager",
+    "remediator_config",
+    "remediator_process",
+    "rss_peak_bytes",
+    "store_rows",
+    "table_counts",
+    "upstream_of",
+    "via_proxy",
 ]
 
 WEBHOOK_TOKEN = "reliability-webhook-token"
@@ -71,7 +88,7 @@ class Recorder:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 with recorder.lock:
                     recorder.requests.append(("GET", self.path, dict(self.headers)))
                 if self.path == "/metrics":
@@ -83,7 +100,7 @@ class Recorder:
                     return
                 self._answer(200, b"{}")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with recorder.lock:
@@ -372,8 +389,7 @@ class HostileServer:
             if self.tls_context is not None:
                 conn = self.tls_context.wrap_socket(conn, server_side=True)
             head = self._read_head(conn)
-            with threading.Lock():
-                self.heads.append(head)
+            self.heads.append(head)  # list.append is atomic under the GIL
             if self.mode == "hang":
                 self._stop.wait()
             elif self.mode == "garbage":

@@ -14,12 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from vigil.remediator.openapi import OPENAPI
 
 from tests.reliability.helpers import (
-    ADMIN_TOKEN, WEBHOOK_AUTH, WEBHOOK_TOKEN, Recorder, RemediatorSpec, alert, notification,
-    remediator_config, remediator_process, store_rows, table_counts,
+    ADMIN_TOKEN,
+    WEBHOOK_AUTH,
+    WEBHOOK_TOKEN,
+    Recorder,
+    RemediatorSpec,
+    alert,
+    notification,
+    remediator_config,
+    remediator_process,
+    store_rows,
+    table_counts,
 )
-from vigil.remediator.openapi import OPENAPI
 
 PUBLIC = {"/api/v1/openapi.json"}
 

@@ -16,8 +16,14 @@ import requests
 
 from tests.harness import wait_for
 from tests.reliability.helpers import (
-    WEBHOOK_AUTH, Recorder, RemediatorSpec, alert, notification, remediator_config,
-    remediator_process, store_rows,
+    WEBHOOK_AUTH,
+    Recorder,
+    RemediatorSpec,
+    alert,
+    notification,
+    remediator_config,
+    remediator_process,
+    store_rows,
 )
 
 

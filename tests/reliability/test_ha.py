@@ -17,7 +17,10 @@ import yaml
 
 from tests.harness import wait_for
 from tests.reliability.helpers import (
-    Recorder, remediator_config, remediator_process, store_rows,
+    Recorder,
+    remediator_config,
+    remediator_process,
+    store_rows,
 )
 from vigil.procs import free_port, prometheus_config
 

@@ -20,8 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.helpers import (
-    WEBHOOK_AUTH, RemediatorSpec, alert, notification, remediator_config, remediator_process,
-    store_rows, table_counts,
+    WEBHOOK_AUTH,
+    RemediatorSpec,
+    alert,
+    notification,
+    remediator_config,
+    remediator_process,
+    store_rows,
+    table_counts,
 )
 
 MALFORMED_EXAMPLES = 400
@@ -245,7 +251,7 @@ def test_malformed_webhook_bodies_get_4xx_and_change_nothing(remediator: Remedia
 
 
 label_values = st.lists(st.sampled_from(METACHARS) | st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=10),
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=10),
     min_size=1, max_size=6).map("".join).filter(lambda s: 0 < len(s) <= 400)
 
 

@@ -9,7 +9,7 @@ ready; afterwards every alert is recorded and every due procedure runs exactly o
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,15 @@ import requests
 
 from tests.harness import wait_for
 from tests.reliability.helpers import (
-    Recorder, TcpProxy, metric_value, post_to_alertmanager, remediator_config, remediator_process,
-    store_rows, upstream_of, via_proxy,
+    Recorder,
+    TcpProxy,
+    metric_value,
+    post_to_alertmanager,
+    remediator_config,
+    remediator_process,
+    store_rows,
+    upstream_of,
+    via_proxy,
 )
 
 
@@ -33,7 +40,7 @@ def am_config(token_file: Path, url: str) -> dict[str, Any]:
 
 
 def probe_alerts(ids: range) -> list[dict[str, Any]]:
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     return [{"labels": {"alertname": "OutageProbe", "id": str(i), "remediation": "auto"},
              "annotations": {}, "startsAt": now} for i in ids]
 
@@ -52,12 +59,15 @@ def test_store_outage_answers_5xx_alertmanager_retries_nothing_lost_nothing_twic
         _, am_url = alertmanager_factory(am_config(tmp_path / "secrets" / "webhook-token",
                                                    f"{spec.url}/api/v1/alerts"))
 
-        post_to_alertmanager(am_url, probe_alerts(range(0, 5)))
+        post_to_alertmanager(am_url, probe_alerts(range(5)))
         wait_for(lambda: len(recorder.counts()) == 5, timeout=60, what="5 procedures before the outage")
 
         proxy.stop()  # PostgreSQL now refuses this remediator (and only it)
-        ready = wait_for(lambda: (r := requests.get(f"{spec.url}/-/ready", timeout=10)).status_code == 503
-                         and r.text, timeout=30, what="readiness to report the outage")
+        def not_ready() -> str:
+            resp = requests.get(f"{spec.url}/-/ready", timeout=10)
+            return resp.text if resp.status_code == 503 else ""
+
+        ready = wait_for(not_ready, timeout=30, what="readiness to report the outage")
         assert "incident store unavailable" in ready
         post_to_alertmanager(am_url, probe_alerts(range(5, 15)))
 

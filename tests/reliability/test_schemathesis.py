@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 
 from tests.reliability.helpers import (
-    ADMIN_TOKEN, WEBHOOK_TOKEN, remediator_config, remediator_process,
+    ADMIN_TOKEN,
+    WEBHOOK_TOKEN,
+    remediator_config,
+    remediator_process,
 )
 
 pytest.importorskip("schemathesis")

@@ -14,8 +14,16 @@ import requests
 
 from tests.harness import wait_for
 from tests.reliability.helpers import (
-    WEBHOOK_AUTH, HostileServer, Recorder, alert, metric_value, notification, remediator_config,
-    remediator_process, rss_peak_bytes, store_rows,
+    WEBHOOK_AUTH,
+    HostileServer,
+    Recorder,
+    alert,
+    metric_value,
+    notification,
+    remediator_config,
+    remediator_process,
+    rss_peak_bytes,
+    store_rows,
 )
 from vigil.procs import free_port
 
