@@ -25,7 +25,6 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
-
 from vigil.forecaster.model import FitRequest, fit_series, quiet_prophet
 
 STEP = 300.0
