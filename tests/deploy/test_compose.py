@@ -9,6 +9,8 @@ placeholder a service's config uses is rendered for it.
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -271,3 +273,20 @@ def test_dockerfile_creates_the_volume_mount_points_for_the_user() -> None:
         for target, source in _mounts(SERVICES[name]).items():
             if not source.startswith((".", "/")) and target.startswith("/var/lib/vigil"):
                 assert target in DOCKERFILE, f"{target} must exist in the image, owned by vigil"
+
+
+def test_demo_target_entrypoint_reads_its_tokens_from_the_secret_files(tmp_path: Path) -> None:
+    # Run the entrypoint's shell line for real, as compose would after unescaping $$.
+    service = SERVICES["demo-target"]
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "demo-admin-token").write_text("admin-token-value")
+    (secrets / "demo-api-key").write_text("api-key-value")
+    argv = [a.replace("$$", "$").replace("/run/secrets/", f"{secrets}/")
+            for a in service["entrypoint"]]
+    assert set(service["secrets"]) == {"demo-admin-token", "demo-api-key"}
+    result = subprocess.run([*argv, "env"], capture_output=True, text=True, timeout=30,
+                            check=True)
+    env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert env["DEMO_ADMIN_TOKEN"] == "admin-token-value"
+    assert env["DEMO_API_KEY"] == "api-key-value"
