@@ -290,3 +290,21 @@ def test_demo_target_entrypoint_reads_its_tokens_from_the_secret_files(tmp_path:
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert env["DEMO_ADMIN_TOKEN"] == "admin-token-value"
     assert env["DEMO_API_KEY"] == "api-key-value"
+
+
+def test_dockerfile_healthcheck_command_works(demo_target: Any) -> None:
+    # Run the HEALTHCHECK's command against a real service and against a closed port.
+    import json
+    import sys
+
+    from vigil.procs import free_port
+
+    spec = next(rest for word, rest in _instructions() if word == "HEALTHCHECK")
+    argv = json.loads(spec.split("CMD", 1)[1].strip())
+    argv[0] = sys.executable
+    ok = subprocess.run(argv, env={"VIGIL_HEALTH_URL": f"{demo_target.url}/-/healthy"},
+                        capture_output=True, timeout=30, check=False)
+    assert ok.returncode == 0, ok.stderr
+    down = subprocess.run(argv, env={"VIGIL_HEALTH_URL": f"http://127.0.0.1:{free_port()}/"},
+                          capture_output=True, timeout=30, check=False)
+    assert down.returncode != 0
