@@ -46,6 +46,11 @@ DEFAULT_PORTS = {"demo": 8080, "vigil-exporter": 9115, "vigil-forecaster": 9116,
                  "vigil-remediator": 9095, "prometheus": 9090, "alertmanager": 9093}
 
 
+# The exporter probes the target while Prometheus waits: a 1 s scrape timeout leaves its
+# checks half a second on a busy machine and reads as "exporter down". 3 s is still fast.
+JOB_SETTINGS = {"vigil-exporter": {"scrape_interval": "3s", "scrape_timeout": "3s"}}
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """A Vigil service the demo starts when its module and default config exist."""
@@ -186,7 +191,8 @@ class Stack:
         prom, _ = start_prometheus(
             self.workdir / "prometheus",
             prometheus_config(scrape, rule_files=rule_files,
-                              alertmanagers=[f"127.0.0.1:{self.ports['alertmanager']}"]),
+                              alertmanagers=[f"127.0.0.1:{self.ports['alertmanager']}"],
+                              job_settings=JOB_SETTINGS),
             port=self.ports["prometheus"])
         self.processes.append(prom)
         prom.wait_ready(30)

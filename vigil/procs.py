@@ -149,13 +149,16 @@ def prometheus_config(
     alertmanagers: Sequence[str] = (),
     interval: str = "1s",
     extra_scrape_configs: Sequence[dict[str, Any]] = (),
+    job_settings: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Build a Prometheus config: one job per entry of scrape_targets (job -> host:port list)."""
+    """Build a Prometheus config: one job per entry of scrape_targets (job -> host:port list);
+    job_settings adds per-job keys such as scrape_interval and scrape_timeout."""
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval,
                    "scrape_timeout": interval},
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": list(targets)}]}
+            {"job_name": job, **(job_settings or {}).get(job, {}),
+             "static_configs": [{"targets": list(targets)}]}
             for job, targets in scrape_targets.items()
         ] + list(extra_scrape_configs),
     }
