@@ -229,11 +229,23 @@ class TcpProxy:
         self._conns: set[Any] = set()
         self._lock = threading.Lock()
         self.accepted = 0
+        # a partition rather than a refusal: connections are accepted, nothing gets through
+        self.blackhole = threading.Event()
 
     def start(self) -> TcpProxy:
         sock = self._socket.socket(self._socket.AF_INET, self._socket.SOCK_STREAM)
         sock.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        import time
+
+        deadline = time.monotonic() + 15
+        while True:  # the port can stay busy for a moment after cut connections
+            try:
+                sock.bind(("127.0.0.1", self.port))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         sock.listen(64)
         self._listener = sock
         threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
@@ -245,6 +257,10 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self.blackhole.is_set():
+                with self._lock:
+                    self._conns.add(client)
+                continue
             try:
                 server = self._socket.create_connection(self.upstream, timeout=5)
                 server.settimeout(None)
@@ -267,7 +283,8 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                if not self.blackhole.is_set():
+                    dst.sendall(data)
         except OSError:
             pass
         finally:

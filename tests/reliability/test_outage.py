@@ -13,13 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from tests.harness import wait_for
 from tests.reliability.helpers import (
+    WEBHOOK_AUTH,
     Recorder,
     TcpProxy,
+    alert,
     metric_value,
+    notification,
     post_to_alertmanager,
     remediator_config,
     remediator_process,
@@ -105,3 +109,36 @@ def test_store_outage_answers_5xx_alertmanager_retries_nothing_lost_nothing_twic
     finally:
         proxy.stop()
         recorder.stop()
+
+
+STORE_BOUND = 15.0  # seconds a webhook call or a readiness probe may take while the store hangs
+
+
+@pytest.mark.xfail(strict=True, reason="BUG-7 (/tmp/vigil-handoff/issue10-bugs.md): no connect or "
+                                       "statement timeout: a hanging store hangs the webhook and /-/ready")
+def test_store_partition_answers_within_a_bound(tmp_path: Path, pg_url: str, start_process: Any) -> None:
+    """PostgreSQL unreachable without a refusal (a partition: packets vanish). The webhook must
+    still answer 503 and readiness 503, within a bound, rather than hang until TCP gives up."""
+    proxy = TcpProxy(upstream_of(pg_url)).start()
+    try:
+        spec = remediator_config(tmp_path, via_proxy(pg_url, proxy), "partition", [])
+        start_process(remediator_process(spec, tmp_path))
+        proxy.blackhole.set()
+        proxy.stop()
+        proxy.start()  # listening again, but nothing gets through
+        body = notification(alert("PartitionProbe", "ab"))
+        try:
+            resp = requests.post(f"{spec.url}/api/v1/alerts", json=body, headers=WEBHOOK_AUTH,
+                                 timeout=STORE_BOUND)
+            ready = requests.get(f"{spec.url}/-/ready", timeout=STORE_BOUND)
+        except requests.Timeout:
+            pytest.fail(f"no answer within {STORE_BOUND:g}s while the store hangs")
+        assert resp.status_code == 503
+        assert ready.status_code == 503 and "incident store unavailable" in ready.text
+        proxy.blackhole.clear()
+        proxy.stop()
+        proxy.start()
+        wait_for(lambda: requests.get(f"{spec.url}/-/ready", timeout=STORE_BOUND).status_code == 200,
+                 timeout=60, what="readiness after the partition heals")
+    finally:
+        proxy.stop()
