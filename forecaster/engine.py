@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,10 +90,14 @@ class Engine:
 
     def __init__(self, config: ForecasterConfig, *, client: PrometheusClient | None = None,
                  executor: Executor | None = None, shard: tuple[int, int] = (0, 1),
+                 executor_factory: Callable[[], Executor] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.client = client or PrometheusClient(config.prometheus)
         self.executor = executor
+        # when a worker dies (OOM kill, segfault in Stan) the pool is broken for good:
+        # with a factory the engine replaces it instead of failing every later cycle
+        self.executor_factory = executor_factory
         self.shard = shard
         self.clock = clock
         self.lock = threading.Lock()
@@ -109,9 +113,25 @@ class Engine:
         self.cycles += 1
 
     def _fit_all(self, requests: list[FitRequest]) -> Iterable[FitResult]:
+        if self.executor is None and self.executor_factory is not None:
+            self.executor = self.executor_factory()
         if self.executor is None or len(requests) <= 1:
             return [fit_series(r) for r in requests]
-        return list(self.executor.map(fit_series, requests))
+        try:
+            return list(self.executor.map(fit_series, requests))
+        except BrokenExecutor:
+            log.error("fit worker pool broke; replacing it and retrying this batch once")
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = self.executor_factory() if self.executor_factory else None
+            if self.executor is None:
+                raise
+            try:
+                return list(self.executor.map(fit_series, requests))
+            except BrokenExecutor:
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                self.executor = None  # the next cycle builds a fresh pool
+                return [FitResult(r.forecast, r.labels, 0.0, *([np.array([])] * 4),
+                                  error="fit worker died") for r in requests]
 
     def _run_forecast(self, state: ForecastState, now: float) -> None:
         cfg = state.config

@@ -104,12 +104,13 @@ async def api_forecasts(request: web.Request) -> web.Response:
 async def _loop_ctx(app: web.Application) -> AsyncIterator[None]:
     settings: Settings = app[SETTINGS_KEY]
     engine = app[ENGINE]
-    executor = None
     if settings.use_processes:
-        executor = ProcessPoolExecutor(max_workers=settings.config.workers,
+        def new_pool() -> ProcessPoolExecutor:
+            return ProcessPoolExecutor(max_workers=settings.config.workers,
                                        mp_context=multiprocessing.get_context("spawn"),
                                        initializer=quiet_prophet)
-        engine.executor = executor
+
+        engine.executor_factory = new_pool
     stop = asyncio.Event()
 
     async def loop() -> None:
@@ -133,8 +134,8 @@ async def _loop_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    if executor is not None:
-        executor.shutdown(wait=False, cancel_futures=True)
+    if engine.executor is not None:
+        engine.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> web.Application:

@@ -280,3 +280,35 @@ def test_counter_resets_vanishing_series_and_shards(prometheus_factory: Callable
         seen.append({s["labels"]["instance"] for s in shard.snapshot(NOW)[0]["series"]})
     assert seen[0] and seen[1] and not seen[0] & seen[1]
     assert seen[0] | seen[1] == set(by_instance)
+
+
+def test_a_dead_fit_worker_is_replaced(prometheus: str) -> None:
+    import os
+    import signal
+
+    pools: list[ProcessPoolExecutor] = []
+
+    def new_pool() -> ProcessPoolExecutor:
+        pools.append(ProcessPoolExecutor(2, initializer=quiet_prophet))
+        return pools[-1]
+
+    config = _config(prometheus, both={
+        "query": '{__name__=~"synthetic_memory_bytes|synthetic_limit_bytes"}', "history": "6h",
+        "step": "1m", "horizon": "1h", "retrain_interval": "4m",
+        "seasonality": {"daily": False, "weekly": False}})
+    engine = Engine(config, executor_factory=new_pool)
+    try:
+        engine.run_cycle(NOW)
+        assert [s["status"] for s in engine.snapshot(NOW)[0]["series"]] == ["ok", "ok"]
+        for pid in list(pools[0]._processes):
+            os.kill(pid, signal.SIGKILL)
+        engine.run_cycle(NOW + 240)  # a refit is due
+        snap = engine.snapshot(NOW + 240)[0]
+        assert len(pools) == 2  # a fresh pool took over
+        assert [s["status"] for s in snap["series"]] == ["ok", "ok"]
+        # refitted in this cycle (Prometheus repeats the last sample for 5 minutes of lookback)
+        assert all(s["fitted_at"] == NOW + 240 for s in snap["series"])
+        assert snap["last_fit_timestamp"] == NOW + 240
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
