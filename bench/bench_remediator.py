@@ -126,6 +126,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rates, shorter steps")
     parser.add_argument("--duration", type=float, default=None, help="seconds per rate step")
     parser.add_argument("--rates", default=None, help="comma-separated rates (notifications/s)")
+    parser.add_argument("--writers", type=int, default=None,
+                        help="the remediator's store_writers (default: its own default)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")] if args.rates else (
         [250, 500, 1000, 1500] if args.quick else [250, 500, 1000, 1500, 2000, 3000])
@@ -142,6 +144,7 @@ def main() -> int:
     config = workdir / "remediator.yml"
     config.write_text(yaml.safe_dump({
         "database_url": db_url, "replica_id": "bench",
+        **({"store_writers": args.writers} if args.writers else {}),
         "webhook": {"bearer_token_file": str(workdir / "token")},
         # alerts match no procedure: this measures receiving, storing and deduplicating
         "procedures": []}))

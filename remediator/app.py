@@ -315,7 +315,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 runtime.spawn(engine.escalate(incident_id, ""))
         runtime.spawn(engine.refresh_open_count())
 
-    runtime.queue = IngestQueue(store, on_committed)
+    runtime.queue = IngestQueue(store, on_committed, writers=config.store_writers)
     runtime.queue.start()
     await engine.start()
     runtime.spawn(engine.sweep_forever())

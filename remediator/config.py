@@ -309,6 +309,8 @@ class RemediatorConfig(StrictModel):
     paused: bool = False
     max_concurrent: int = Field(default=4, ge=1)
     stale_after: Duration = 60.0
+    # concurrent ingest transactions (group commits); default 2 on PostgreSQL, 1 on SQLite
+    store_writers: int | None = Field(default=None, ge=1, le=16)
     credentials: dict[str, Credential] = Field(default_factory=dict)
     databases: dict[str, DatabaseRef] = Field(default_factory=dict)
     binaries: Binaries = Binaries()
