@@ -1,4 +1,7 @@
-"""Typed aiohttp application keys shared by the remediator's handlers."""
+"""Typed aiohttp application keys shared by the remediator's handlers.
+
+Objects that only exist while the app runs (engine, ingest queue) live on app.RUNTIME.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from prometheus_client import CollectorRegistry
 
 if TYPE_CHECKING:
     from vigil.remediator.config import RemediatorConfig
-    from vigil.remediator.engine import Engine
-    from vigil.remediator.ingest import IngestQueue
     from vigil.remediator.metrics import RemediatorMetrics
     from vigil.remediator.store import Store
 
@@ -18,5 +19,3 @@ CONFIG: web.AppKey[RemediatorConfig] = web.AppKey("config")
 STORE: web.AppKey[Store] = web.AppKey("store")
 METRICS: web.AppKey[RemediatorMetrics] = web.AppKey("metrics")
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
-ENGINE: web.AppKey[Engine] = web.AppKey("engine")
-QUEUE: web.AppKey[IngestQueue] = web.AppKey("queue")
