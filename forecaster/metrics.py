@@ -69,8 +69,10 @@ class ForecastCollector(Collector):
             for status, n in statuses.items():
                 count.add_metric([name, status], n)
             duration.add_metric([name], f["fit_duration_seconds"])
-            last_fit.add_metric([name], f["last_fit_timestamp"])
+            # A forecast never fitted yet (too little history) has no last-fit time: a 0 here
+            # would read as "last fitted in 1970" and fire VigilForecastsStale at once.
             if f["last_fit_timestamp"]:
+                last_fit.add_metric([name], f["last_fit_timestamp"])
                 age.add_metric([name], max(0.0, now - f["last_fit_timestamp"]))
             last_read.add_metric([name], f["last_read_timestamp"])
             errors.add_metric([name], f["errors_total"])
