@@ -58,9 +58,9 @@ def test_grafana_reader_role_can_read_but_not_write(pg_database_url: str, tmp_pa
     reader = sa.create_engine(url.set(username=role, password="not-a-real-password"))
     try:
         # The remediator creates its tables after the init script ran, as the owner.
-        from vigil.remediator.models import Base
+        from tests.grafana.test_sql import create_incident_schema
 
-        Base.metadata.create_all(owner)
+        create_incident_schema(pg_database_url)
         with reader.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM incidents")).scalar() == 0
         with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError):

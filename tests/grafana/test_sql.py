@@ -1,7 +1,7 @@
 """Every SQL panel of the incidents dashboard runs on the remediator's real schema in PostgreSQL.
 
-The schema is created by the remediator's own code (vigil.remediator.models), so a renamed
-column breaks this test rather than a dashboard in production. Grafana's macros are expanded
+The schema is created by the remediator's own migrations (Store.migrate, Alembic), so a
+renamed column breaks this test rather than a dashboard in production. Grafana's macros are expanded
 the way Grafana's PostgreSQL datasource expands them.
 """
 
@@ -41,11 +41,15 @@ def expand_macros(sql: str, time_from: datetime, time_to: datetime) -> str:
     return sql
 
 
-def create_incident_schema(engine: sa.Engine) -> None:
-    """Create the incident store's tables with the remediator's own code."""
-    from vigil.remediator.models import Base
+def create_incident_schema(url: str) -> None:
+    """Create the incident store's tables the way the remediator does: its Alembic migrations."""
+    from vigil.remediator.store import Store
 
-    Base.metadata.create_all(engine)
+    store = Store(url, pool_size=1)
+    try:
+        store.migrate()
+    finally:
+        store.dispose()
 
 
 def seed(engine: sa.Engine) -> None:
@@ -96,8 +100,8 @@ def seed(engine: sa.Engine) -> None:
 
 @pytest.fixture
 def incident_db(pg_url: str) -> Any:
+    create_incident_schema(pg_url)
     engine = sa.create_engine(pg_url)
-    create_incident_schema(engine)
     seed(engine)
     yield engine
     engine.dispose()
