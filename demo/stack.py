@@ -196,7 +196,20 @@ class Stack:
             port=self.ports["prometheus"])
         self.processes.append(prom)
         prom.wait_ready(30)
+        self._wait_all_up(len(scrape))
         threading.Thread(target=self._traffic, daemon=True, name="demo-traffic").start()
+
+    def _wait_all_up(self, jobs: int, timeout: float = 60) -> None:
+        """Wait until Prometheus has scraped every job successfully once, so that no
+        'service down' alert starts from the stack's own start-up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            up = self.query("up")
+            if len(up) == jobs and all(r["value"][1] == "1" for r in up):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"not every job is up in Prometheus after {timeout:.0f}s: "
+                           + ", ".join(f"{r['metric']['job']}={r['value'][1]}" for r in self.query("up")))
 
     def _traffic(self) -> None:
         """A browser-like client: a few requests a second, with an Origin, like real users."""
