@@ -6,7 +6,7 @@ STAMP := $(VENV)/.vigil-installed
 VIGIL_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export VIGIL_TEST_DATABASE_URL
 
-.PHONY: install system-deps demo test bench lint clean
+.PHONY: install system-deps demo test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,6 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-bench: install
-	$(BIN)/python -m bench
-
-lint: install
-	$(BIN)/python -m ruff check . || true
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
