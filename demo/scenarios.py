@@ -65,6 +65,7 @@ class Scenario:
     recover: Callable[[Context], None] | None = None  # e.g. a downstream that heals later
     recover_after: float = 0.0
     primary_metric: str = ""  # PromQL drawn in the timeline
+    forecast: str = ""  # the forecaster's forecast of that metric, drawn as a band
 
 
 def _growth(fault: str, used: str, capacity: str, rate: int) -> Callable[[Context], None]:
@@ -124,12 +125,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              "resource", _growth("memory_growth_bytes_per_second", "process_resident_memory_bytes",
                                  "demo_memory_limit_bytes", 8 * MiB), _exhaustion, "TargetMemoryExhaustionPredicted",
              r"TargetMemoryExhaustionPredicted|ForecastThresholdBreachPredicted|ForecastAnomalySustained",
-             "auto", 90, primary_metric='process_resident_memory_bytes{job="demo"}'),
+             "auto", 90, primary_metric='process_resident_memory_bytes{job="demo"}', forecast="memory"),
     Scenario("disk_growth", "spool grows 4 MiB/s towards the 256 MiB volume; predicted, then cleaned",
              "resource", _growth("disk_growth_bytes_per_second", "demo_disk_usage_bytes",
                                  "demo_disk_capacity_bytes", 4 * MiB), _exhaustion, "TargetDiskFillPredicted",
              r"TargetDiskFillPredicted|ForecastThresholdBreachPredicted|ForecastAnomalySustained",
-             "auto", 90, primary_metric='demo_disk_usage_bytes{job="demo"}'),
+             "auto", 90, primary_metric='demo_disk_usage_bytes{job="demo"}', forecast="disk"),
     Scenario("downstream_error_storm", "the pricing dependency fails; the breaker opens, then recovers",
              "error", lambda c: c.target.inject(downstream_errors=True), _now, "TargetDownstreamErrors",
              r"TargetDownstreamErrors|TargetErrorRateHigh|ErrorBudget.*|ForecastAnomalySustained|"
@@ -372,6 +373,16 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
                 series = [(float(t), float(v)) for t, v in data[0]["values"]]
         except requests.RequestException:
             series = []
+    forecast: dict[str, list[tuple[float, float]]] = {}
+    if scenario.forecast:
+        for bound in ("yhat_lower", "yhat", "yhat_upper"):
+            try:
+                data = _query_range(stack, f'max(vigil_forecast{{forecast="{scenario.forecast}",'
+                                           f'bound="{bound}"}})', ctx.t0 - 10, end)
+            except requests.RequestException:
+                data = []
+            if data:
+                forecast[f"forecast {bound}"] = [(float(t), float(v)) for t, v in data[0]["values"]]
     result = ScenarioResult(
         name=scenario.name, kind=scenario.kind, expect=scenario.expect, t0=ctx.t0, end=end,
         failure_moment=failure, alerts=alerts, false_positive_alerts=false_pos,
@@ -379,7 +390,7 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
         remediation_start_seconds=(min(starts) - ctx.t0) if starts else None,
         recovery_seconds=recovery, outcome=outcome,
         root_cause_detected=scenario.root_cause in alerts, incidents=mine,
-        human_deliveries=human_alerts, series=series)
+        human_deliveries=human_alerts, series=series, forecast=forecast)
     log(f"[{scenario.name}] outcome {outcome}" + (f", recovered in {recovery:.0f}s" if recovery else ""))
     reset(stack, ctx)
     return result

@@ -36,7 +36,7 @@ from vigil.procs import (
     start_prometheus,
 )
 from vigil.service import ArgumentParser
-from vigil.timescale import scale_alertmanager_config, scale_rule_file
+from vigil.timescale import scale_alertmanager_config, scale_forecasts_config, scale_rule_file
 
 __all__ = ["Stack", "ServiceSpec", "SERVICES", "main"]
 
@@ -153,7 +153,9 @@ class Stack:
                 self.skipped.append(spec.job)
                 continue
             log(f"starting {spec.job}")
-            config = self.generated(spec.config)
+            transform = (lambda d: scale_forecasts_config(d, self.time_scale)) \
+                if spec.job == "vigil-forecaster" else None
+            config = self.generated(spec.config, transform)
             port = self.ports[spec.job]
             proc = ManagedProcess(
                 name=spec.job,

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 __all__ = ["parse_duration", "format_duration", "scale_expr", "scale_rule_groups", "scale_rule_file",
-           "scale_alertmanager_config"]
+           "scale_alertmanager_config", "scale_forecasts_config"]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = re.compile(r"^(?:\d+(?:ms|[smhdwy]))+$")
@@ -167,4 +167,32 @@ def scale_alertmanager_config(doc: dict[str, Any], factor: float) -> dict[str, A
         glob["resolve_timeout"] = format_duration(
             max(1.0, parse_duration(str(glob["resolve_timeout"])) / factor))
         out["global"] = glob
+    return out
+
+
+_FORECAST_DURATIONS = ("history", "step", "horizon", "min_history", "retrain_interval")
+
+
+def scale_forecasts_config(doc: dict[str, Any], factor: float) -> dict[str, Any]:
+    """Return a forecaster config with its cadence, windows and queries divided by factor
+    (steps and intervals kept at least 1 s), for a demo running on compressed time."""
+    out = dict(doc)
+    if "interval" in out:
+        out["interval"] = format_duration(max(1.0, parse_duration(str(out["interval"])) / factor))
+    forecasts = []
+    for forecast in out.get("forecasts", []):
+        forecast = dict(forecast)
+        for key in _FORECAST_DURATIONS:
+            if key in forecast:
+                floor = 1.0 if key in ("step", "retrain_interval") else 0.001
+                forecast[key] = format_duration(
+                    max(floor, parse_duration(str(forecast[key])) / factor))
+        if "query" in forecast:
+            forecast["query"] = scale_expr(str(forecast["query"]), factor)
+        threshold = forecast.get("threshold")
+        if isinstance(threshold, dict) and "query" in threshold:
+            forecast["threshold"] = {**threshold, "query": scale_expr(str(threshold["query"]), factor)}
+        forecasts.append(forecast)
+    if "forecasts" in out:
+        out["forecasts"] = forecasts
     return out
