@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from vigil.demo.stack import Stack
+from vigil.demo.stack import Stack, stop_on_sigterm
 from vigil.service import ArgumentParser
 
 __all__ = ["Scenario", "ScenarioResult", "SCENARIOS", "run_scenario", "main"]
@@ -425,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(names)}")
     chosen = [s for s in SCENARIOS if not args.names or s.name in args.names]
+    stop_on_sigterm()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vigil-scenarios-"))
     human = WebhookReceiver().start()
     stack = Stack(workdir, am_transform=lambda d: _human_receivers(d, human.url))

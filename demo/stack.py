@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -240,6 +241,16 @@ class Stack:
             proc.stop()
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (systemd, docker, timeout) unwind like Ctrl-C, so that the children,
+    which run in their own sessions, are stopped rather than orphaned."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole loop until Ctrl-C."""
     parser = ArgumentParser(prog="vigil demo", description=__doc__)
@@ -268,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BinaryNotFound as exc:
             print(f"vigil demo: error: {exc}", file=sys.stderr)
             return 1
+    stop_on_sigterm()
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vigil-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.time_scale <= 0:

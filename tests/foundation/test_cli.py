@@ -79,3 +79,32 @@ def test_demo_runs_whole_loop_and_stops_cleanly(tmp_path: Path) -> None:
     assert "Vigil demo is up" in result.stdout
     assert "demo=1" in result.stdout  # Prometheus' `up` for the demo target, queried live
     assert "stopped cleanly" in result.stdout
+
+
+def test_demo_sigterm_stops_every_child(tmp_path: Path) -> None:
+    import re
+    import signal
+    import time
+
+    import requests
+
+    proc = subprocess.Popen([str(BIN / "vigil"), "demo", "--workdir", str(tmp_path / "demo")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    urls: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        urls += re.findall(r"http://127\.0\.0\.1:\d+", line) if "http://" in line and "Try" not in line else []
+        if "Press Ctrl-C" in line:
+            break
+    assert urls, "vigil demo printed no URLs"
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, rest
+    assert "stopped cleanly" in rest
+    time.sleep(0.5)
+    for url in urls:
+        try:
+            requests.get(f"{url}/-/healthy", timeout=2)
+        except requests.ConnectionError:
+            continue
+        raise AssertionError(f"{url} still answers after vigil demo stopped")
