@@ -19,6 +19,7 @@ from vigil.remediator.auth import Credentials, load_credentials
 from vigil.remediator.config import RemediatorConfig
 from vigil.remediator.engine import Engine
 from vigil.remediator.ingest import IngestQueue
+from vigil.remediator.intelligence import IntelligenceCollector
 from vigil.remediator.keys import CONFIG, METRICS, REGISTRY, STORE
 from vigil.remediator.matching import match_alert
 from vigil.remediator.metrics import RemediatorMetrics
@@ -199,6 +200,9 @@ async def get_incident(request: web.Request) -> web.Response:
     events.sort(key=lambda e: e["at"])
     data["timeline"] = events
     del data["audit"]
+    engine = request.app[RUNTIME].engine
+    if engine is not None and engine.intel is not None:
+        data.update(await engine.intel.details(data["incident"]["id"]))
     return json_response({"status": "success", **data})
 
 
@@ -290,6 +294,8 @@ def create_app(config: RemediatorConfig, *, store: Store | None = None,
             return False, f"incident store unavailable ({exc.__class__.__name__})"
         return True, ""
 
+    registry.register(IntelligenceCollector(
+        lambda: runtime.engine.intel if runtime.engine else None))
     add_standard_routes(app, registry, ready)
     return app
 
@@ -309,10 +315,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 engine.cancel(incident_id)
             for _, seconds in result.resolved:
                 app[METRICS].resolution.observe(seconds)
-            for incident_id in result.new_incidents:
-                runtime.spawn(engine.consider(incident_id))
-            for incident_id in result.escalate:
-                runtime.spawn(engine.escalate(incident_id, ""))
+            if result.new_incidents or result.escalate:
+                runtime.spawn(engine.admit(result.new_incidents, result.escalate))
         runtime.spawn(engine.refresh_open_count())
 
     runtime.queue = IngestQueue(store, on_committed, writers=config.store_writers)

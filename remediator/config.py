@@ -17,6 +17,7 @@ from vigil.config import ConfigError, StrictModel, load_yaml, parse_model
 
 __all__ = [
     "TEMPLATE_RE",
+    "IntelligenceSettings",
     "Matcher",
     "ParamSpec",
     "Procedure",
@@ -294,6 +295,78 @@ class Binaries(StrictModel):
     docker: str = "docker"
 
 
+DEFAULT_SYMPTOM_ALERTS = (r"TargetErrorRateHigh|TargetLatencyDegraded|ErrorBudget.*|SLO.*|"
+                          r"Forecast.*|TargetTrafficAnomaly|VigilCheckFailing|ConfigScoreDropping")
+
+
+class EvidenceLink(StrictModel):
+    """A finding check (or forecast name) regex and the alert names whose cause it explains."""
+
+    match: str
+    explains: str
+
+    @model_validator(mode="after")
+    def _regexes_compile(self) -> EvidenceLink:
+        for value in (self.match, self.explains):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return self
+
+
+class ImpactSettings(StrictModel):
+    """PromQL for an incident's user-facing impact; ${job}/${instance}/${range} are filled in."""
+
+    failed_requests: str = 'sum(increase(http_requests_total{job="${job}",status=~"5.."}[${range}]))'
+    total_requests: str = 'sum(increase(http_requests_total{job="${job}"}[${range}]))'
+    slo_objective: float = Field(default=0.99, gt=0, lt=1)
+    slo_period: Duration = 30 * 86400.0
+
+
+class IntelligenceSettings(StrictModel):
+    """Correlation, root-cause ranking, similar incidents and impact (docs/incidents.md)."""
+
+    enabled: bool = True
+    window: Duration = 300.0
+    service_labels: list[str] = Field(default_factory=lambda: ["service", "target", "job"])
+    shared_labels: list[str] = Field(default_factory=lambda: ["instance"])
+    dependencies: dict[str, list[str]] = Field(default_factory=dict)
+    roles: dict[str, str] = Field(default_factory=dict)
+    symptom_alerts: str = DEFAULT_SYMPTOM_ALERTS
+    symptom_hold: Duration = 10.0
+    reevaluate_after: Duration = 30.0
+    evidence_lookback: Duration = 600.0
+    finding_links: list[EvidenceLink] = Field(default_factory=lambda: [
+        EvidenceLink(match="cors.*", explains="CorsMethodBlocked|TargetConfigDrift"),
+        EvidenceLink(match="config.*|drift.*", explains="TargetConfigDrift|CorsMethodBlocked"),
+        EvidenceLink(match="env.*|secret.*", explains="EnvInvalid|SecretPlaceholder"),
+        EvidenceLink(match="schema.*|code.*", explains="Schema.*|CodeReferencesMissingTable"),
+    ])
+    anomaly_links: list[EvidenceLink] = Field(default_factory=lambda: [
+        EvidenceLink(match="memory.*", explains="TargetMemoryExhaustionPredicted"),
+        EvidenceLink(match="disk.*", explains="TargetDiskFillPredicted"),
+    ])
+    flag_after_failures: int = Field(default=3, ge=1)
+    impact: ImpactSettings = ImpactSettings()
+
+    @field_validator("symptom_alerts")
+    @classmethod
+    def _symptoms_compile(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _dependencies_known(self) -> IntelligenceSettings:
+        for service, deps in self.dependencies.items():
+            if service in deps:
+                raise ValueError(f"dependencies.{service}: a service cannot depend on itself")
+        return self
+
+
 class RemediatorConfig(StrictModel):
     database_url: str | None = None
     database_url_file: str | None = None
@@ -317,6 +390,7 @@ class RemediatorConfig(StrictModel):
     # trusted values from configuration, usable as ${name} in procedures (e.g. a state dir)
     constants: dict[str, str] = Field(default_factory=dict)
     procedures: list[Procedure] = Field(default_factory=list)
+    intelligence: IntelligenceSettings = IntelligenceSettings()
     # where relative paths resolve from (the config file's folder); set by load_config
     base_dir: str = "."
     # a procedures-only file: credentials and databases are the main config's to declare

@@ -28,6 +28,7 @@ from vigil.remediator.actions import (
 )
 from vigil.remediator.breaker import Breakers
 from vigil.remediator.config import Procedure, RemediatorConfig
+from vigil.remediator.intelligence import Intelligence
 from vigil.remediator.metrics import RemediatorMetrics
 from vigil.remediator.store import Store, utcnow
 from vigil.remediator.templating import render
@@ -66,6 +67,8 @@ class Engine:
         self.open_count: int | None = None
         self._refreshing = False
         self._refresh_again = False
+        # correlation, root-cause ranking, recommendations (docs/incidents.md)
+        self.intel = Intelligence(config, store, session) if config.intelligence.enabled else None
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -83,6 +86,8 @@ class Engine:
         await self.refresh_open_count()
 
     async def stop(self) -> None:
+        if self.intel is not None:
+            await self.intel.stop()
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
@@ -118,8 +123,28 @@ class Engine:
         stored = await self.db(self.store.paused)
         if stored is not None:
             self.paused = stored
+        if self.intel is not None:
+            try:
+                await self.intel.sweep()
+            except Exception:
+                log.warning("intelligence sweep failed", exc_info=True)
         for incident_id in await self.db(self.store.open_incidents):
             await self.consider(incident_id)
+
+    async def admit(self, new: list[int], escalate: list[int]) -> None:
+        """Correlate freshly stored incidents, then act: consider the open ones, escalate the rest.
+
+        Correlation is one short transaction per incident; a group with several members is
+        ranked (Prometheus evidence) before its members are considered, a lone incident is
+        considered at once.
+        """
+        if self.intel is not None:
+            try:
+                await self.intel.correlate([*new, *escalate])
+            except Exception:
+                log.exception("correlation failed; acting on the incidents uncorrelated")
+        await asyncio.gather(*(self.consider(i) for i in new),
+                             *(self.escalate(i, "") for i in escalate))
 
     # --- deciding --------------------------------------------------------------------------------
 
@@ -165,6 +190,13 @@ class Engine:
                              reason=reason, actor=self.actor):
                 await self.escalate(incident_id, reason)
             return
+        if self.intel is not None:
+            try:
+                if await self.intel.gate(inc):
+                    return  # a symptom waiting for its root cause (the sweeper looks again)
+            except Exception:
+                log.warning("root-cause gate failed for incident %d; acting on it alone",
+                            incident_id, exc_info=True)
         if self.paused:
             await self._note_skip(inc, proc, "paused", "skipped: remediation is paused (kill switch)")
             return
@@ -430,6 +462,8 @@ class Engine:
         body = {"incident": incident_id, "alertname": inc["alertname"], "procedure": inc["procedure"],
                 "fingerprint": inc["fingerprint"], "reason": reason, "labels": alert["labels"],
                 "annotations": alert["annotations"], "source": "vigil-remediator"}
+        if self.intel is not None:  # group, ranked root cause, recommended procedure
+            body.update(await self.intel.escalation_extra(incident_id))
         headers = {}
         if esc.credentials:
             try:

@@ -23,6 +23,8 @@ __all__ = [
     "Base",
     "ControlFlag",
     "Incident",
+    "IncidentGroup",
+    "IncidentIntel",
     "Notification",
 ]
 
@@ -172,3 +174,35 @@ class ControlFlag(Base):
     value: Mapped[str] = mapped_column(sa.String(255))
     updated_at: Mapped[datetime] = mapped_column(_ts())
     updated_by: Mapped[str] = mapped_column(sa.String(255))
+
+
+class IncidentGroup(Base):
+    """Incidents correlated into one group (time window, services, shared labels); ranked causes."""
+
+    __tablename__ = "incident_groups"
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True)
+    opened_at: Mapped[datetime] = mapped_column(_ts(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(_ts())
+    first_alert_at: Mapped[datetime] = mapped_column(_ts())
+    last_alert_at: Mapped[datetime] = mapped_column(_ts(), index=True)
+    services: Mapped[Any] = mapped_column(JSONType)  # service names of the members
+    shared: Mapped[Any] = mapped_column(JSONType)  # {label: [values]} of the shared labels
+    root_incident_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    root_alertname: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    ranking: Mapped[Any] = mapped_column(JSONType)  # [{incident, alertname, score, evidence}]
+    ranked_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+
+
+class IncidentIntel(Base):
+    """Per incident: its group, service, role, signature, findings involved and measured impact."""
+
+    __tablename__ = "incident_intel"
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(sa.ForeignKey("incident_groups.id"), index=True)
+    service: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(255))
+    signature: Mapped[str] = mapped_column(sa.String(600), index=True)
+    findings: Mapped[Any] = mapped_column(JSONType)  # finding checks that explain it
+    impact: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    impact_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)

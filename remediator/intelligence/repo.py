@@ -1,0 +1,207 @@
+"""Store access for incident intelligence: groups, members, rankings, history (synchronous)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from vigil.remediator.config import IntelligenceSettings
+from vigil.remediator.intelligence.correlation import (
+    GroupView,
+    pick_group,
+    service_of,
+    shared_values,
+)
+from vigil.remediator.models import (
+    ACTIVE_INCIDENT_STATES,
+    Alert,
+    Attempt,
+    Incident,
+    IncidentGroup,
+    IncidentIntel,
+)
+from vigil.remediator.store import Store, utcnow
+
+__all__ = ["IntelRepo", "signature_of"]
+
+REAL_RESULTS = ("succeeded", "failed", "rolled_back")
+
+
+def signature_of(alertname: str, role: str) -> str:
+    return f"{alertname}/{role or '-'}"
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    return dict(obj._mapping)
+
+
+class IntelRepo:
+    def __init__(self, store: Store, settings: IntelligenceSettings) -> None:
+        self.store = store
+        self.settings = settings
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self.store.engine
+
+    def assign(self, incident_id: int) -> int | None:
+        """Put the incident into a group (joining a connected one, else a new one); its group id."""
+        st = self.settings
+        with self.engine.begin() as conn:
+            if self.store.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7431000011)"))
+            known = conn.execute(sa.select(IncidentIntel.group_id)
+                                 .where(IncidentIntel.incident_id == incident_id)).scalar()
+            if known is not None:
+                return int(known)
+            row = conn.execute(sa.select(Incident.alertname, Incident.alert_starts_at, Alert.labels)
+                               .join(Alert, Alert.id == Incident.alert_id)
+                               .where(Incident.id == incident_id)).first()
+            if row is None:
+                return None
+            labels = dict(row.labels or {})
+            starts = row.alert_starts_at
+            service = service_of(labels, st)
+            shared = shared_values(labels, st)
+            lo = starts - timedelta(seconds=st.window)
+            hi = starts + timedelta(seconds=st.window)
+            # a group is live while a member still needs work, or still fires without having
+            # been fixed (escalated, failed); a group whose incidents were all fixed is history
+            live = (sa.select(IncidentIntel.incident_id)
+                    .join(Incident, Incident.id == IncidentIntel.incident_id)
+                    .join(Alert, Alert.id == Incident.alert_id)
+                    .where(IncidentIntel.group_id == IncidentGroup.id,
+                           sa.or_(Incident.state.in_(ACTIVE_INCIDENT_STATES),
+                                  sa.and_(Alert.status == "firing", Incident.state != "resolved"))))
+            cands = conn.execute(sa.select(IncidentGroup).where(
+                IncidentGroup.last_alert_at >= lo, IncidentGroup.first_alert_at <= hi,
+                live.exists())).all()
+            views = [GroupView(g.id, g.last_alert_at, list(g.services or []), dict(g.shared or {}))
+                     for g in cands]
+            gid = pick_group(views, starts, service, shared, st)
+            now = utcnow()
+            if gid is None:
+                gid = int(conn.execute(sa.insert(IncidentGroup).values(
+                    opened_at=now, updated_at=now, first_alert_at=starts, last_alert_at=starts,
+                    services=[service] if service else [], shared=shared,
+                    root_incident_id=incident_id, root_alertname=row.alertname, ranking=[],
+                ).returning(IncidentGroup.id)).scalar_one())
+            else:
+                g = next(c for c in cands if c.id == gid)
+                services = sorted(set(g.services or []) | ({service} if service else set()))
+                merged = {k: list(v) for k, v in (g.shared or {}).items()}
+                for k, vals in shared.items():
+                    merged[k] = sorted(set(merged.get(k, [])) | set(vals))
+                conn.execute(sa.update(IncidentGroup).where(IncidentGroup.id == gid).values(
+                    updated_at=now, services=services, shared=merged,
+                    first_alert_at=min(g.first_alert_at, starts),
+                    last_alert_at=max(g.last_alert_at, starts)))
+            role = st.roles.get(service, "")
+            conn.execute(sa.insert(IncidentIntel).values(
+                incident_id=incident_id, group_id=gid, service=service, role=role,
+                signature=signature_of(row.alertname, role), findings=[], impact=None))
+            return gid
+
+    def members(self, group_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(Incident.id, Incident.alertname, Incident.state, Incident.procedure,
+                          Incident.alert_starts_at, Incident.resolved_at, Incident.escalated_at,
+                          Incident.failed_at, IncidentIntel.service, IncidentIntel.signature)
+                .join(IncidentIntel, IncidentIntel.incident_id == Incident.id)
+                .where(IncidentIntel.group_id == group_id).order_by(Incident.id)).all()
+            return [_row(r) for r in rows]
+
+    def group(self, group_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            g = conn.execute(sa.select(IncidentGroup).where(IncidentGroup.id == group_id)).first()
+            return _row(g) if g else None
+
+    def intel(self, incident_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(IncidentIntel)
+                             .where(IncidentIntel.incident_id == incident_id)).first()
+            return _row(r) if r else None
+
+    def save_ranking(self, group_id: int, ranking: list[dict[str, Any]],
+                     findings: dict[int, list[str]]) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            top = ranking[0] if ranking else None
+            conn.execute(sa.update(IncidentGroup).where(IncidentGroup.id == group_id).values(
+                ranking=ranking, ranked_at=now, updated_at=now,
+                root_incident_id=top["incident"] if top else None,
+                root_alertname=top["alertname"] if top else None))
+            for inc_id, checks in findings.items():
+                conn.execute(sa.update(IncidentIntel).where(IncidentIntel.incident_id == inc_id)
+                             .values(findings=sorted(set(checks))))
+
+    def save_impact(self, incident_id: int, impact: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(IncidentIntel).where(IncidentIntel.incident_id == incident_id)
+                         .values(impact=impact, impact_at=utcnow()))
+
+    def needing_impact(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Closed incidents (alert resolved, or the incident is final) without a measured impact."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(Incident.id, Incident.alert_starts_at, Incident.alert_resolved_at,
+                          Incident.resolved_at, Incident.escalated_at, Incident.failed_at,
+                          Incident.state, Alert.labels, IncidentIntel.service)
+                .join(IncidentIntel, IncidentIntel.incident_id == Incident.id)
+                .join(Alert, Alert.id == Incident.alert_id)
+                .where(IncidentIntel.impact.is_(None),
+                       sa.or_(Incident.alert_resolved_at.is_not(None), Incident.state == "resolved"))
+                .order_by(Incident.id).limit(limit)).all()
+            return [_row(r) for r in rows]
+
+    # --- history -----------------------------------------------------------------------------
+
+    def history(self, signature: str, exclude: int) -> list[dict[str, Any]]:
+        """Past incidents with this signature: how they ended, their labels, findings, attempts."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(Incident.id, Incident.state, Incident.reason, Incident.procedure,
+                          Incident.opened_at, Incident.resolved_at, Alert.labels,
+                          IncidentIntel.findings, IncidentIntel.group_id, IncidentGroup.root_incident_id)
+                .join(IncidentIntel, IncidentIntel.incident_id == Incident.id)
+                .join(IncidentGroup, IncidentGroup.id == IncidentIntel.group_id)
+                .join(Alert, Alert.id == Incident.alert_id)
+                .where(IncidentIntel.signature == signature, Incident.id != exclude,
+                       Incident.state.in_(("resolved", "failed", "escalated")))
+                .order_by(Incident.id.desc()).limit(200)).all()
+            out = [_row(r) for r in rows]
+            ids = {r["id"] for r in out} | {r["root_incident_id"] for r in out if r["root_incident_id"]}
+            attempts: dict[int, list[dict[str, Any]]] = {}
+            if ids:
+                for a in conn.execute(sa.select(Attempt.incident_id, Attempt.procedure, Attempt.state,
+                                                Attempt.verification)
+                                      .where(Attempt.incident_id.in_(ids), Attempt.dry_run.is_(False),
+                                             Attempt.state.in_(REAL_RESULTS))
+                                      .order_by(Attempt.id)).all():
+                    attempts.setdefault(a.incident_id, []).append(_row(a))
+            for r in out:
+                r["attempts"] = attempts.get(r["id"], [])
+                root = r["root_incident_id"]
+                r["root_attempts"] = attempts.get(root, []) if root and root != r["id"] else []
+            return out
+
+    def procedure_stats(self) -> list[dict[str, Any]]:
+        """Real attempts per (signature, procedure): attempts and verified successes."""
+        ok = sa.func.sum(sa.case((Attempt.state == "succeeded", 1), else_=0))
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(IncidentIntel.signature, Attempt.procedure,
+                          sa.func.count().label("attempts"), ok.label("succeeded"))
+                .join(Attempt, Attempt.incident_id == IncidentIntel.incident_id)
+                .where(Attempt.dry_run.is_(False), Attempt.state.in_(REAL_RESULTS))
+                .group_by(IncidentIntel.signature, Attempt.procedure)).all()
+            return [{"signature": r.signature, "procedure": r.procedure,
+                     "attempts": int(r.attempts), "succeeded": int(r.succeeded or 0)} for r in rows]
+
+    def root_cause_of_group(self, group_id: int) -> tuple[int | None, str | None]:
+        g = self.group(group_id)
+        return (g["root_incident_id"], g["root_alertname"]) if g else (None, None)
+
+
