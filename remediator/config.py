@@ -316,12 +316,22 @@ class EvidenceLink(StrictModel):
 
 
 class ImpactSettings(StrictModel):
-    """PromQL for an incident's user-facing impact; ${job}/${instance}/${range} are filled in."""
+    """PromQL per-second rates for an incident's impact; ${job}/${instance}/${service}/${range}
+    are filled in, and each rate is multiplied by how long the incident was open."""
 
-    failed_requests: str = 'sum(increase(http_requests_total{job="${job}",status=~"5.."}[${range}]))'
-    total_requests: str = 'sum(increase(http_requests_total{job="${job}"}[${range}]))'
+    failed_requests: str = 'sum(rate(http_requests_total{job="${job}",status=~"5.."}[${range}]))'
+    total_requests: str = 'sum(rate(http_requests_total{job="${job}"}[${range}]))'
+    min_range: Duration = 60.0  # a shorter incident is measured by the rate over this range
     slo_objective: float = Field(default=0.99, gt=0, lt=1)
     slo_period: Duration = 30 * 86400.0
+
+    @field_validator("failed_requests", "total_requests")
+    @classmethod
+    def _known_templates(cls, value: str) -> str:
+        for name in template_names(value):
+            if name not in ("job", "instance", "service", "range"):
+                raise ValueError(f"template ${{{name}}} is not one of job, instance, service, range")
+        return value
 
 
 class IntelligenceSettings(StrictModel):

@@ -138,12 +138,13 @@ class Engine:
         ranked (Prometheus evidence) before its members are considered, a lone incident is
         considered at once.
         """
+        again: set[int] = set()
         if self.intel is not None:
             try:
-                await self.intel.correlate([*new, *escalate])
+                again = await self.intel.correlate([*new, *escalate])
             except Exception:
                 log.exception("correlation failed; acting on the incidents uncorrelated")
-        await asyncio.gather(*(self.consider(i) for i in new),
+        await asyncio.gather(*(self.consider(i) for i in [*new, *sorted(again - set(new))]),
                              *(self.escalate(i, "") for i in escalate))
 
     # --- deciding --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ log = logging.getLogger("vigil.remediator.intelligence")
 T = TypeVar("T")
 FINAL_STATES = ("resolved", "failed", "escalated")
 ACTIVE_STATES = ("open", "awaiting_approval", "remediating")
+RANK_GRACE = 30.0  # seconds a member waits for a ranking that is being computed
 
 
 class Intelligence:
@@ -58,25 +59,28 @@ class Intelligence:
     # --- correlation and ranking ------------------------------------------------------------
 
     async def correlate(self, incident_ids: Iterable[int]) -> set[int]:
-        """Group new incidents; rank groups with several members now. Returns singleton ids.
+        """Group new incidents; rank groups with several members now.
 
-        A new incident alone in its group is clearly independent so far: the caller acts on it
-        at once, and its (trivial) ranking is written in the background.
+        Returns the earlier members of the groups that were re-ranked (their turn may have
+        changed: the caller considers them again). A new incident alone in its group is
+        clearly independent so far: the caller acts on it at once, and its (trivial) ranking
+        is written in the background.
         """
         groups: dict[int, list[int]] = {}
         for inc_id in incident_ids:
             gid = await self.db(self.repo.assign, inc_id)
             if gid is not None:
                 groups.setdefault(gid, []).append(inc_id)
-        alone: set[int] = set()
+        again: set[int] = set()
         for gid, ids in groups.items():
             members = await self.db(self.repo.members, gid)
             if len(members) == 1:
-                alone.update(ids)
                 self._spawn(self.rank(gid))
             else:
                 await self.rank(gid)
-        return alone
+                again.update(m["id"] for m in members
+                             if m["id"] not in ids and m["state"] == "open")
+        return again
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -139,9 +143,13 @@ class Intelligence:
         members = await self.db(self.repo.members, intel["group_id"])
         root_id = group["root_incident_id"]
         now = utcnow()
+        if (len(members) > 1 and len(group["ranking"] or []) != len(members)
+                and now < group["updated_at"] + timedelta(seconds=RANK_GRACE)):
+            # a member just joined: wait (briefly, bounded) for the group's new ranking
+            return f"waiting: group #{group['id']} is being ranked"
         if len(members) == 1 or root_id in (None, inc["id"]):
             hold = self.settings.symptom_hold
-            if (len(members) == 1 and hold > 0 and self.symptom.fullmatch(inc["alertname"])
+            if (hold > 0 and self.symptom.fullmatch(inc["alertname"])
                     and now < inc["opened_at"] + timedelta(seconds=hold)):
                 return (f"waiting: {inc['alertname']} is symptom-class; holding {hold:g}s "
                         "for its cause to arrive")

@@ -17,13 +17,16 @@ async def measure_impact(prom: PromClient, settings: ImpactSettings, labels: dic
                          service: str, start: datetime, end: datetime) -> dict[str, Any]:
     """Failed and total requests over [start, end] and the share of the SLO period's budget burned.
 
+    Requests = the query's per-second rate (over max(duration, min_range), ending at `end`)
+    times the duration, so a short incident is not lost to too few samples.
+
     error_budget_burned = (failed / total) / (1 - objective) * duration / slo_period: the
     fraction of the whole period's error budget this incident used, assuming the period's
     traffic looks like the incident's.
     """
     duration = max(1.0, (end - start).total_seconds())
     values = {"job": labels.get("job", service), "instance": labels.get("instance", ""),
-              "service": service, "range": promql_range(duration)}
+              "service": service, "range": promql_range(max(duration, settings.min_range))}
     for name in ("job", "instance", "service"):
         if values[name] and not SAFE_LABEL_VALUE.fullmatch(values[name]):
             return {"error": f"label {name!r} is not safe to use in PromQL"}
@@ -34,10 +37,13 @@ async def measure_impact(prom: PromClient, settings: ImpactSettings, labels: dic
         total = await prom.scalar(render(settings.total_requests, values), end)
     except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, RuntimeError) as exc:
         return {**out, "error": f"query failed: {exc.__class__.__name__}"}
-    out["failed_requests"] = round(failed or 0.0, 3)
-    out["total_requests"] = round(total or 0.0, 3)
+    # average rates over max(duration, min_range), times the time the incident was open
+    failed = (failed or 0.0) * duration
+    total = (total or 0.0) * duration
+    out["failed_requests"] = round(failed, 3)
+    out["total_requests"] = round(total, 3)
     if total:
-        ratio = (failed or 0.0) / total
+        ratio = failed / total
         out["error_ratio"] = round(ratio, 6)
         out["error_budget_burned"] = round(
             ratio / (1 - settings.slo_objective) * duration / settings.slo_period, 9)

@@ -125,9 +125,16 @@ class IntelRepo:
             return _row(r) if r else None
 
     def save_ranking(self, group_id: int, ranking: list[dict[str, Any]],
-                     findings: dict[int, list[str]]) -> None:
+                     findings: dict[int, list[str]]) -> bool:
+        """Store a ranking unless members joined since it was computed (a newer one follows)."""
         now = utcnow()
         with self.engine.begin() as conn:
+            conn.execute(sa.select(IncidentGroup.id).where(IncidentGroup.id == group_id)
+                         .with_for_update())
+            count = conn.execute(sa.select(sa.func.count()).select_from(IncidentIntel)
+                                 .where(IncidentIntel.group_id == group_id)).scalar_one()
+            if count != len(ranking):
+                return False
             top = ranking[0] if ranking else None
             conn.execute(sa.update(IncidentGroup).where(IncidentGroup.id == group_id).values(
                 ranking=ranking, ranked_at=now, updated_at=now,
@@ -136,6 +143,7 @@ class IntelRepo:
             for inc_id, checks in findings.items():
                 conn.execute(sa.update(IncidentIntel).where(IncidentIntel.incident_id == inc_id)
                              .values(findings=sorted(set(checks))))
+            return True
 
     def save_impact(self, incident_id: int, impact: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
@@ -151,7 +159,7 @@ class IntelRepo:
                           Incident.state, Alert.labels, IncidentIntel.service)
                 .join(IncidentIntel, IncidentIntel.incident_id == Incident.id)
                 .join(Alert, Alert.id == Incident.alert_id)
-                .where(IncidentIntel.impact.is_(None),
+                .where(IncidentIntel.impact_at.is_(None),
                        sa.or_(Incident.alert_resolved_at.is_not(None), Incident.state == "resolved"))
                 .order_by(Incident.id).limit(limit)).all()
             return [_row(r) for r in rows]

@@ -1,0 +1,91 @@
+"""Pure logic: correlation rules, root-cause ranking evidence, recommendations and flagging."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vigil.remediator.config import IntelligenceSettings, parse_config
+from vigil.remediator.intelligence.correlation import GroupView, pick_group
+from vigil.remediator.intelligence.rootcause import Member, Signal, rank
+from vigil.remediator.intelligence.similarity import recommend, similar
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def settings(**kw: Any) -> IntelligenceSettings:
+    return parse_config({"intelligence": kw}).intelligence
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_failing_dependency_outranks_its_callers_even_when_it_alerts_later() -> None:
+    st = settings(dependencies={"api": ["pricing"], "pricing": ["pricing-db"]})
+    ranked = rank([Member(1, "ApiErrors", "api", at(0), True),
+                   Member(2, "PricingDbDown", "pricing-db", at(20), True)], [], st)
+    assert [r["alertname"] for r in ranked] == ["PricingDbDown", "ApiErrors"]
+    kinds = {e["kind"] for e in ranked[0]["evidence"]}
+    assert "dependency" in kinds and "first_started" not in kinds
+    assert any(e["kind"] == "dependent" for e in ranked[1]["evidence"])
+
+
+def test_config_finding_that_changed_before_beats_the_first_symptom() -> None:
+    st = settings()
+    cors = Signal("finding", "cors", at(-60), False, {"target": "shop", "subject": "PATCH"})
+    ranked = rank([Member(1, "TargetErrorRateHigh", "shop", at(0), True),
+                   Member(2, "CorsMethodBlocked", "shop", at(30), True)], [cors], st)
+    assert ranked[0]["alertname"] == "CorsMethodBlocked"
+    finding = next(e for e in ranked[0]["evidence"] if e["kind"] == "finding")
+    assert finding["weight"] == 3.0 and "60s before" in finding["detail"]
+    assert any(e["kind"] == "symptom_class" for e in ranked[1]["evidence"])
+
+
+def test_a_long_standing_finding_counts_less_and_an_earlier_anomaly_counts() -> None:
+    st = settings()
+    old = Signal("finding", "schema", at(-600), True)
+    leak = Signal("anomaly", "memory", at(-120), False, {"job": "demo"})
+    ranked = rank([Member(1, "SchemaDrift", "demo", at(0), False),
+                   Member(2, "TargetMemoryExhaustionPredicted", "demo", at(0.5), True)],
+                  [old, leak], st)
+    assert ranked[0]["alertname"] == "TargetMemoryExhaustionPredicted"
+    weights = {e["kind"]: e["weight"] for e in ranked[1]["evidence"]}
+    assert weights["finding"] == 1.0
+
+
+def test_correlation_needs_a_connection_and_the_window() -> None:
+    st = settings(window="2m", dependencies={"api": ["db"]})
+    groups = [GroupView(1, at(0), ["api"]), GroupView(2, at(0), ["batch"], {"instance": ["h:1"]})]
+    assert pick_group(groups, at(60), "db", {}, st) == 1  # dependency
+    assert pick_group(groups, at(60), "mail", {"instance": ["h:1"]}, st) == 2  # shared label
+    assert pick_group(groups, at(60), "mail", {}, st) is None  # unrelated: its own group
+    assert pick_group(groups, at(600), "api", {}, st) is None  # outside the window
+
+
+def _past(inc: int, state: str, attempts: list[tuple[str, str]], root: tuple[tuple[str, str], ...] = (),
+          labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"id": inc, "state": state, "reason": "", "procedure": None, "labels": labels or {},
+            "findings": ["cors"],
+            "attempts": [{"procedure": p, "state": s} for p, s in attempts],
+            "root_attempts": [{"procedure": p, "state": s} for p, s in root]}
+
+
+def test_recommendation_prefers_verified_success_and_flags_a_procedure_that_keeps_failing() -> None:
+    history = [_past(1, "escalated", [("restart", "failed")]),
+               _past(2, "escalated", [("restart", "rolled_back")]),
+               _past(3, "escalated", [("restart", "failed")]),
+               _past(4, "resolved", [("restore", "succeeded")]),
+               _past(5, "resolved", [], root=(("restore", "succeeded"),))]
+    rec = recommend("X/-", history, flag_after=3)
+    assert rec["procedure"] == "restore" and rec["success_rate"] == 1.0
+    assert rec["flagged"] == ["restart"]
+    assert recommend("X/-", [], flag_after=3)["procedure"] is None
+
+
+def test_similar_orders_by_labels_and_findings_and_says_how_they_ended() -> None:
+    history = [_past(1, "resolved", [("restore", "succeeded")], labels={"target": "shop"}),
+               _past(2, "escalated", [], labels={"target": "other"})]
+    out = similar({"alertname": "A", "target": "shop"}, ["cors"], history)
+    assert [s["incident"] for s in out] == [1, 2]
+    assert out[0]["fixed_by"] == "restore" and out[1]["fixed_by"] is None
