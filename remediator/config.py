@@ -295,8 +295,11 @@ class Binaries(StrictModel):
     docker: str = "docker"
 
 
-DEFAULT_SYMPTOM_ALERTS = (r"TargetErrorRateHigh|TargetLatencyDegraded|ErrorBudget.*|SLO.*|"
-                          r"Forecast.*|TargetTrafficAnomaly|VigilCheckFailing|ConfigScoreDropping")
+# user-facing effects: the cause when nothing more specific fires
+DEFAULT_SYMPTOM_ALERTS = r"TargetErrorRateHigh|TargetLatencyDegraded"
+# aggregates and derivatives of other signals (budgets, forecasts, scores, Vigil itself)
+DEFAULT_DERIVED_ALERTS = (r"ErrorBudget.*|SLO.*|Forecast.*|TargetTrafficAnomaly|ConfigScoreDropping|"
+                          r"Vigil.*")
 
 
 class EvidenceLink(StrictModel):
@@ -344,12 +347,13 @@ class IntelligenceSettings(StrictModel):
     dependencies: dict[str, list[str]] = Field(default_factory=dict)
     roles: dict[str, str] = Field(default_factory=dict)
     symptom_alerts: str = DEFAULT_SYMPTOM_ALERTS
+    derived_alerts: str = DEFAULT_DERIVED_ALERTS
     symptom_hold: Duration = 10.0
     reevaluate_after: Duration = 30.0
     evidence_lookback: Duration = 600.0
     finding_links: list[EvidenceLink] = Field(default_factory=lambda: [
-        EvidenceLink(match="cors.*", explains="CorsMethodBlocked|TargetConfigDrift"),
-        EvidenceLink(match="config.*|drift.*", explains="TargetConfigDrift|CorsMethodBlocked"),
+        EvidenceLink(match="cors.*", explains="CorsMethodBlocked"),
+        EvidenceLink(match="config.*|drift.*", explains="TargetConfigDrift"),
         EvidenceLink(match="env.*|secret.*", explains="EnvInvalid|SecretPlaceholder"),
         EvidenceLink(match="schema.*|code.*", explains="Schema.*|CodeReferencesMissingTable"),
     ])
@@ -360,7 +364,7 @@ class IntelligenceSettings(StrictModel):
     flag_after_failures: int = Field(default=3, ge=1)
     impact: ImpactSettings = ImpactSettings()
 
-    @field_validator("symptom_alerts")
+    @field_validator("symptom_alerts", "derived_alerts")
     @classmethod
     def _symptoms_compile(cls, value: str) -> str:
         try:

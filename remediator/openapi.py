@@ -34,6 +34,48 @@ OPENAPI: dict[str, Any] = {
                                                      "resolved", "failed", "escalated"]},
                 "reason": {"type": "string"}, "params": {"type": "object"},
                 "opened_at": {"type": "string", "format": "date-time"}}},
+            "Evidence": {"type": "object", "properties": {
+                "kind": {"type": "string", "enum": ["first_started", "started_later", "dependency",
+                                                    "dependent", "symptom_class", "derived_signal", "finding",
+                                                    "anomaly", "procedure"]},
+                "weight": {"type": "number"}, "detail": {"type": "string"}}},
+            "RankedCause": {"type": "object", "properties": {
+                "incident": {"type": "integer"}, "alertname": {"type": "string"},
+                "service": {"type": "string"}, "starts_at": {"type": "string", "format": "date-time"},
+                "score": {"type": "number"},
+                "evidence": {"type": "array", "items": {"$ref": "#/components/schemas/Evidence"}},
+                "is_this_incident": {"type": "boolean"}}},
+            "IncidentDetail": {"type": "object", "properties": {
+                "incident": {"$ref": "#/components/schemas/Incident"},
+                "alert": {"type": "object"}, "attempts": {"type": "array", "items": {"type": "object"}},
+                "timeline": {"type": "array", "items": {"type": "object"}},
+                "group": {"type": "object", "nullable": True, "properties": {
+                    "id": {"type": "integer"}, "opened_at": {"type": "string", "format": "date-time"},
+                    "services": {"type": "array", "items": {"type": "string"}},
+                    "members": {"type": "array", "items": {"type": "object", "properties": {
+                        "incident": {"type": "integer"}, "alertname": {"type": "string"},
+                        "state": {"type": "string"}, "service": {"type": "string"}}}},
+                    "ranking": {"type": "array", "items": {"$ref": "#/components/schemas/RankedCause"}}}},
+                "root_cause": {"allOf": [{"$ref": "#/components/schemas/RankedCause"}], "nullable": True},
+                "signature": {"type": "string"},
+                "findings": {"type": "array", "items": {"type": "string"}},
+                "similar": {"type": "array", "items": {"type": "object", "properties": {
+                    "incident": {"type": "integer"}, "similarity": {"type": "number"},
+                    "state": {"type": "string"}, "reason": {"type": "string"},
+                    "procedure": {"type": "string", "nullable": True},
+                    "fixed_by": {"type": "string", "nullable": True}}}},
+                "recommendation": {"type": "object", "nullable": True, "properties": {
+                    "signature": {"type": "string"}, "procedure": {"type": "string", "nullable": True},
+                    "success_rate": {"type": "number", "nullable": True}, "reason": {"type": "string"},
+                    "past_incidents": {"type": "integer"},
+                    "procedures": {"type": "array", "items": {"type": "object"}},
+                    "flagged": {"type": "array", "items": {"type": "string"}}}},
+                "impact": {"type": "object", "nullable": True, "properties": {
+                    "start": {"type": "string"}, "end": {"type": "string"},
+                    "duration_seconds": {"type": "number"}, "failed_requests": {"type": "number"},
+                    "total_requests": {"type": "number"},
+                    "error_ratio": {"type": "number", "nullable": True},
+                    "error_budget_burned": {"type": "number"}, "error": {"type": "string"}}}}},
             "WebhookPayload": {"type": "object", "required": ["version", "status", "receiver",
                                                               "groupKey", "alerts"],
                                "description": "Alertmanager webhook payload, version 4"},
@@ -58,9 +100,12 @@ OPENAPI: dict[str, Any] = {
                 "incidents": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}}}),
                 "400": _ERROR, "401": _ERROR, "403": _ERROR}}},
         "/api/v1/incidents/{id}": {"get": {
-            "summary": "An incident with its alert, attempts (per-step results) and timeline",
+            "summary": "An incident with its alert, attempts (per-step results), timeline, "
+                       "correlation group, ranked root cause, similar incidents, recommended "
+                       "procedure and impact",
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-            "responses": {"200": _ok("incident"), "401": _ERROR, "404": _ERROR}}},
+            "responses": {"200": _ok("incident", {"$ref": "#/components/schemas/IncidentDetail"}),
+                          "401": _ERROR, "404": _ERROR}}},
         "/api/v1/incidents/{id}/approve": {"post": {
             "summary": "Approve an incident awaiting approval; its procedure is then run",
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],

@@ -37,7 +37,7 @@ class Intelligence:
         self.repo = IntelRepo(store, self.settings)
         self.store = store
         self.prom = PromClient(session, config.prometheus_url) if config.prometheus_url else None
-        self.symptom = re.compile(self.settings.symptom_alerts)
+        self.symptom = re.compile(f"(?:{self.settings.symptom_alerts})|(?:{self.settings.derived_alerts})")
         self.stats: list[dict[str, Any]] = []  # per (signature, procedure), for the metrics
         self._background: set[asyncio.Task[Any]] = set()
         # store calls still running in threads (a cancelled task does not stop its thread)

@@ -4,7 +4,8 @@ Evidence and weights (docs/incidents.md explains each):
   first started            +3   the earliest alert of the group (ties within 1 s share it)
   dependency direction     +4   its service is a dependency of another member's service
                            -2   its service calls another member's service
-  symptom class            -3   the alert name matches `symptom_alerts` (an effect, not a cause)
+  symptom class            -2   the alert name matches `symptom_alerts` (a user-facing effect)
+  derived signal           -3   it matches `derived_alerts` (budgets, forecasts, scores, Vigil itself)
   finding changed before   +3   a linked exporter finding began within the lookback, before the group
   long-standing finding    +1   a linked finding was already active before the lookback
   anomaly began earlier    +2   a linked forecaster anomaly began before this alert
@@ -68,6 +69,7 @@ def rank(members: Sequence[Member], signals: Sequence[Signal],
     if not members:
         return []
     symptom = re.compile(settings.symptom_alerts)
+    derived = re.compile(settings.derived_alerts)
     first = min(m.starts_at for m in members)
     ranked: list[dict[str, Any]] = []
     for m in members:
@@ -94,9 +96,14 @@ def rank(members: Sequence[Member], signals: Sequence[Signal],
                            "detail": f"{m.service} calls {other.service} ({other.alertname}), "
                                      "which also alerts"})
                 break
-        if symptom.fullmatch(m.alertname):
-            ev.append({"kind": "symptom_class", "weight": -3.0,
-                       "detail": f"{m.alertname} describes an effect (intelligence.symptom_alerts)"})
+        if derived.fullmatch(m.alertname):
+            ev.append({"kind": "derived_signal", "weight": -3.0,
+                       "detail": f"{m.alertname} is derived from other signals "
+                                 "(intelligence.derived_alerts)"})
+        elif symptom.fullmatch(m.alertname):
+            ev.append({"kind": "symptom_class", "weight": -2.0,
+                       "detail": f"{m.alertname} describes a user-facing effect "
+                                 "(intelligence.symptom_alerts)"})
         for s in signals:
             if not explains(s, m.alertname, settings):
                 continue

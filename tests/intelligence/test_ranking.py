@@ -89,3 +89,13 @@ def test_similar_orders_by_labels_and_findings_and_says_how_they_ended() -> None
     out = similar({"alertname": "A", "target": "shop"}, ["cors"], history)
     assert [s["incident"] for s in out] == [1, 2]
     assert out[0]["fixed_by"] == "restore" and out[1]["fixed_by"] is None
+
+
+def test_offline_ranking_for_the_scenario_runner() -> None:
+    from vigil.remediator.intelligence.offline import top_root_cause
+
+    alerts = [{"alertname": "TargetErrorRateHigh", "labels": {"job": "demo"}, "starts_at": 100.0},
+              {"alertname": "ErrorBudgetBurnFast", "labels": {"job": "demo"}, "starts_at": 101.0},
+              {"alertname": "TargetDownstreamErrors", "labels": {"job": "demo"}, "starts_at": 100.5}]
+    assert top_root_cause(alerts, procedures=["TargetDownstreamErrors"]) == "TargetDownstreamErrors"
+    assert top_root_cause([]) is None
