@@ -240,6 +240,25 @@ def incident_timeline() -> Any:
         "newest first.", units.NoUnit, sql(query), w=24, h=12)
 
 
+def incident_groups() -> Any:
+    # Correlation groups of the incident intelligence (docs/incidents.md): the ranked root
+    # cause of each group and how many incidents it explains.
+    query = """
+        SELECT g.opened_at AS "time", g.id AS "group",
+               COALESCE(g.root_alertname, '-') AS root_cause, g.root_incident_id AS root_incident,
+               (SELECT count(*) FROM incident_intel i WHERE i.group_id = g.id) AS incidents,
+               g.services::text AS services, g.ranked_at
+        FROM incident_groups g
+        WHERE $__timeFilter(g.opened_at)
+        ORDER BY g.opened_at DESC
+        LIMIT 100
+    """
+    return table(
+        "Correlated incident groups", "Incidents grouped by the remediator's correlation, with "
+        "the top-ranked root cause of each group (only the cause is remediated).",
+        units.NoUnit, sql(query), w=12, h=8)
+
+
 def _unit(unit: str) -> dash_m.DynamicConfigValue:
     return dash_m.DynamicConfigValue(id_val="unit", value=unit)
 
@@ -257,4 +276,5 @@ def dashboard() -> dict[str, Any]:
         mttr_quantiles(), remediation_duration(), alerts_received(), incidents_by_state(),
         circuit_breakers(),
         row("Incident store"), incident_table(), incident_timeline(), failed_verifications_sql(),
+        incident_groups(),
     ])

@@ -93,6 +93,17 @@ def seed(engine: sa.Engine) -> None:
                 started_at=t0 + timedelta(seconds=5), finished_at=t0 + timedelta(minutes=2),
                 duration_seconds=115.0, steps=[], rollback_steps=[], verification=verification,
                 verification_detail="demo_circuit_breaker_open == 0: no data"))
+        group = m.IncidentGroup(opened_at=t0, updated_at=t0, first_alert_at=t0,
+                                last_alert_at=t0, services=["demo"], shared={"job": ["demo"]},
+                                root_incident_id=escalated.id,
+                                root_alertname=escalated.alertname, ranking=[], ranked_at=t0)
+        session.add(group)
+        session.flush()
+        for incident, role in ((escalated, "cause"), (resolved, "symptom")):
+            session.add(m.IncidentIntel(incident_id=incident.id, group_id=group.id,
+                                        service="demo", role=role,
+                                        signature=f"{incident.alertname}/{role}",
+                                        findings=[], impact=None))
         session.add(m.ControlFlag(name="paused", value="true", updated_at=NOW,
                                   updated_by="admin:test"))
         session.commit()
@@ -132,6 +143,9 @@ def test_sql_panel_runs_on_the_incident_store(incident_db: sa.Engine, query: Any
                 "attempt rolled_back"} <= events
     elif query.panel_title.startswith("Failed verifications"):
         assert [r["state"] for r in rows] == ["rolled_back"]
+    elif query.panel_title == "Correlated incident groups":
+        assert [(r["root_cause"], r["incidents"]) for r in rows] == [
+            ("TargetDownstreamErrors", 2)]
     elif query.panel_title.startswith("Incidents opened"):
         assert {r["metric"] for r in rows} == {"resolved", "escalated"}
 
