@@ -190,7 +190,7 @@ class ScenarioResult:
     lead_seconds: float | None
     remediation_start_seconds: float | None
     recovery_seconds: float | None
-    outcome: str  # auto_resolved | escalated | detected | failed | missed | quiet
+    outcome: str  # auto_resolved | mitigated | escalated | detected | missed | quiet | false_alarm
     root_cause_detected: bool
     incidents: list[dict[str, Any]]
     human_deliveries: list[str]
@@ -354,10 +354,16 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
     human_new = human.received[human_before:]
     human_alerts = sorted({a["labels"].get("alertname", "") for n in human_new
                            for a in n.get("alerts", []) if a.get("status") == "firing"})
+    # resolved after a procedure ran, but its verification was cut short: a resolved alert
+    # cancels the rest of the procedure (the fix itself cleared the alert)
+    mitigated = [i for i in mine if i["state"] == "resolved" and i.get("remediating_at")
+                 and i not in resolved]
     if scenario.kind == "control":
         outcome = "quiet" if not alerts else "false_alarm"
     elif resolved:
         outcome = "auto_resolved"
+    elif mitigated:
+        outcome = "mitigated"
     elif escalated or (scenario.root_cause in human_alerts and scenario.expect != "auto"):
         outcome = "escalated"
     elif detection is not None:

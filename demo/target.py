@@ -76,6 +76,10 @@ class DemoState:
         self.spool = DiskSpool(self.state_dir / "spool")
         self.hog = PoolHog()
         self.breaker_open = False
+        # With retry_after set, an open breaker lets one trial call through once that many
+        # seconds have passed (half-open): success closes it, failure opens it again.
+        self.breaker_retry_after: float | None = None
+        self.breaker_opened_at = 0.0
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.requests = Counter("http_requests_total", "HTTP requests served.",
@@ -362,13 +366,21 @@ async def order_summary(request: web.Request) -> web.Response:
 
 async def quote(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    trial = False
     if state.breaker_open:
-        state.downstream.labels("short_circuited").inc()
-        return web.json_response({"price": 9.99, "degraded": True})
+        retry = state.breaker_retry_after
+        if retry is None or time.monotonic() - state.breaker_opened_at < retry:
+            state.downstream.labels("short_circuited").inc()
+            return web.json_response({"price": 9.99, "degraded": True})
+        trial = True  # half-open: this call decides
     if state.faults.downstream_errors:
         state.downstream.labels("error").inc()
+        if trial:
+            state.breaker_opened_at = time.monotonic()
         return web.json_response({"error": "pricing service failed"}, status=502)
     state.downstream.labels("success").inc()
+    if trial:
+        state.breaker_open = False
     return web.json_response({"price": 9.99, "degraded": False})
 
 
@@ -440,8 +452,15 @@ async def circuit_breaker(request: web.Request) -> web.Response:
     body = await _json_body(request)
     if body.get("state") not in ("open", "closed"):
         return web.json_response({"error": "state must be 'open' or 'closed'"}, status=400)
+    retry = body.get("retry_after_seconds")
+    if retry is not None and (isinstance(retry, bool) or not isinstance(retry, int | float)
+                              or not 0 < retry <= 86400):
+        return web.json_response({"error": "retry_after_seconds must be a number in (0, 86400]"},
+                                 status=400)
     state.breaker_open = body["state"] == "open"
-    return web.json_response({"state": body["state"]})
+    state.breaker_retry_after = float(retry) if retry is not None else None
+    state.breaker_opened_at = time.monotonic()
+    return web.json_response({"state": body["state"], "retry_after_seconds": retry})
 
 
 async def config_reload(request: web.Request) -> web.Response:

@@ -311,7 +311,10 @@ async def run_step(step: Any, ctx: ActionContext) -> str:
                                              credentials=step.credentials, timeout=step.timeout)
         return out
     if isinstance(step, CircuitBreakerStep):
-        return await _http(ctx, "POST", render(step.url, p), body={"state": step.state},
+        body: dict[str, Any] = {"state": step.state}
+        if step.retry_after is not None:
+            body["retry_after_seconds"] = step.retry_after
+        return await _http(ctx, "POST", render(step.url, p), body=body,
                            credentials=step.credentials, timeout=step.timeout)
     if isinstance(step, SilenceStep):
         return await _silence(step, ctx)

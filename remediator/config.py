@@ -181,6 +181,8 @@ class CircuitBreakerStep(_StepBase):
     url: str
     state: Literal["open", "closed"]
     credentials: str | None = None
+    # with state open: the target half-opens after this long and closes itself on a success
+    retry_after: Duration | None = None
 
 
 class SilenceStep(_StepBase):

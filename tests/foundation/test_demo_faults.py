@@ -119,3 +119,24 @@ def test_bad_fault_request_is_400(demo_target: DemoTarget) -> None:
 def test_api_key_required(demo_target: DemoTarget) -> None:
     assert requests.get(f"{demo_target.url}/api/v1/items", timeout=5).status_code == 401
     assert demo_target.api("GET", "/api/v1/items").status_code == 200
+
+
+def test_circuit_breaker_half_opens_and_closes_itself(demo_target: DemoTarget) -> None:
+    import time
+
+    demo_target.inject(downstream_errors=True)
+    demo_target.admin("POST", "/admin/circuit-breaker", {"state": "open", "retry_after_seconds": 1})
+    assert demo_target.api("GET", "/api/v1/quote").json()["degraded"] is True
+    time.sleep(1.2)
+    assert demo_target.api("GET", "/api/v1/quote").status_code == 502  # the trial fails: reopened
+    assert demo_target.metric("demo_circuit_breaker_open") == 1
+    assert demo_target.api("GET", "/api/v1/quote").json()["degraded"] is True
+    demo_target.inject(downstream_errors=False)
+    time.sleep(1.2)
+    resp = demo_target.api("GET", "/api/v1/quote")  # the trial succeeds: closed
+    assert resp.status_code == 200 and resp.json()["degraded"] is False
+    assert demo_target.metric("demo_circuit_breaker_open") == 0
+    bad = requests.post(f"{demo_target.url}/admin/circuit-breaker", timeout=5,
+                        json={"state": "open", "retry_after_seconds": -1},
+                        headers={"Authorization": f"Bearer {demo_target.admin_token}"})
+    assert bad.status_code == 400
