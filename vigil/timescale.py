@@ -1,11 +1,12 @@
 """Compress the time of Prometheus rule files, so that a demo or scenario sees in seconds
 what production sees in minutes.
 
-With factor F, every `for`, range selector, subquery range and step, `offset`, and the
-look-ahead of `predict_linear` is divided by F (ranges are kept at least `min_range` so
-that rate() still sees several samples at a 1 s scrape interval). Thresholds that are
-real-world quantities (`time()` arithmetic, seconds-until values from the forecaster) are
-left alone: they are not durations of the rule's own clock.
+With factor F, every `for`, range selector, subquery range and step, `offset`, the
+look-ahead of `predict_linear`, and the thresholds of comparisons against clocks that run
+compressed too (the forecaster's `*_eta_seconds`, whose horizon the demo compresses, and
+`time() - *_timestamp_seconds` ages) are divided by F. Ranges are kept at least
+`min_range` so that rate() still sees several samples at a 1 s scrape interval. Real-world
+quantities, such as a TLS certificate's remaining seconds, are left alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ _DURATION = re.compile(r"^(?:\d+(?:ms|[smhdwy]))+$")
 _PART = re.compile(r"(\d+)(ms|[smhdwy])")
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
 _RANGE = re.compile(r"\[\s*([0-9a-z]+)\s*(?::\s*([0-9a-z]*)\s*)?\]")
+# Durations compared against a clock that runs compressed too: the forecaster's ETAs (its
+# horizon is compressed) and `time() - <x>_timestamp_seconds` ages.
+_NUMBER = r"([0-9][0-9.]*(?:\s*\*\s*[0-9][0-9.]*)*)"
+_CLOCK_COMPARISONS = (
+    re.compile(r"(_eta_seconds(?:\{[^}]*\})?\s*[<>]=?\s*)" + _NUMBER),
+    re.compile(r"(time\(\)\s*-\s*[a-zA-Z_:]+_timestamp_seconds(?:\{[^}]*\})?\s*[<>]=?\s*)" + _NUMBER),
+)
 _OFFSET = re.compile(r"\boffset\s+(-?)([0-9]+(?:ms|[smhdwy])(?:[0-9]+(?:ms|[smhdwy]))*)")
 
 
@@ -111,6 +119,8 @@ def scale_expr(expr: str, factor: float, min_range: float = 4.0) -> str:
         return expr
     scaled = "".join(text if is_str else _scale_code(text, factor, min_range)
                      for is_str, text in _split_strings(expr))
+    for pattern in _CLOCK_COMPARISONS:
+        scaled = pattern.sub(lambda m: f"{m.group(1)}({m.group(2)}) / {factor:g}", scaled)
     return _scale_predict_linear(scaled, factor)
 
 

@@ -39,6 +39,16 @@ def test_predict_linear_horizon_scales() -> None:
                                     " > on (job) demo_memory_limit_bytes")
 
 
+def test_compressed_clock_comparisons_scale_real_world_ones_do_not() -> None:
+    eta = 'vigil_forecast_threshold_eta_seconds{forecast!="error_budget_remaining"} < 6 * 3600'
+    assert scale_expr(eta, 60) == ('vigil_forecast_threshold_eta_seconds{forecast!="error_budget_remaining"}'
+                                   " < (6 * 3600) / 60")
+    age = "time() - vigil_forecast_last_fit_timestamp_seconds > 3600"
+    assert scale_expr(age, 60) == "time() - vigil_forecast_last_fit_timestamp_seconds > (3600) / 60"
+    tls = "vigil_tls_cert_remaining_seconds < 14 * 86400"
+    assert scale_expr(tls, 60) == tls
+
+
 def test_factor_one_is_identity() -> None:
     assert scale_expr("rate(x[5m]) offset 1h", 1) == "rate(x[5m]) offset 1h"
 
