@@ -67,11 +67,22 @@ class Engine:
         self.open_count: int | None = None
         self._refreshing = False
         self._refresh_again = False
+        self._db_calls = 0
         # correlation, root-cause ranking, recommendations (docs/incidents.md)
         self.intel = Intelligence(config, store, session) if config.intelligence.enabled else None
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        # counted until the thread returns: a cancelled task does not stop its thread, and
+        # stop() lets those calls finish before the store is disposed
+        call = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+        self._db_calls += 1
+        call.add_done_callback(self._db_call_done)
+        return await asyncio.shield(call)
+
+    def _db_call_done(self, call: asyncio.Future[Any]) -> None:
+        self._db_calls -= 1
+        if not call.cancelled():
+            call.exception()  # retrieved: an abandoned call's error is not "never retrieved"
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -91,6 +102,10 @@ class Engine:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        for _ in range(100):  # store calls of cancelled tasks still run in threads: let them end
+            if self._db_calls <= 0:
+                break
+            await asyncio.sleep(0.05)
 
     async def sweep_forever(self) -> None:
         """Pick up open incidents: after a cooldown, a resume, a crash, or another replica's ingest."""

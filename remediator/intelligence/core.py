@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -43,6 +44,9 @@ class Intelligence:
         # store calls still running in threads (a cancelled task does not stop its thread)
         self._inflight = 0
         self._lock = threading.Lock()
+        # its own threads: a burst of correlation work must never queue ahead of the webhook's
+        # ingest transactions in the default executor (a 2xx waits on those)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vigil-intel")
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         def call() -> T:
@@ -54,7 +58,13 @@ class Intelligence:
 
         with self._lock:
             self._inflight += 1
-        return await asyncio.to_thread(call)
+        try:
+            fut = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except RuntimeError:  # the pool was shut down: the call never started
+            with self._lock:
+                self._inflight -= 1
+            raise
+        return await fut
 
     # --- correlation and ranking ------------------------------------------------------------
 
@@ -95,6 +105,7 @@ class Intelligence:
             if self._inflight <= 0:
                 break
             await asyncio.sleep(0.05)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def rank(self, group_id: int) -> list[dict[str, Any]]:
         """Rank the group's members from the evidence and store the ranking."""
@@ -136,6 +147,10 @@ class Intelligence:
     async def _gate(self, inc: dict[str, Any]) -> str | None:
         intel = await self.db(self.repo.intel, inc["id"])
         if intel is None:
+            # the sweeper can see an incident before its admission correlated it; admission
+            # considers it right after (if correlation keeps failing, act alone after a grace)
+            if utcnow() < inc["opened_at"] + timedelta(seconds=RANK_GRACE):
+                return "waiting: not correlated yet"
             return None
         group = await self.db(self.repo.group, intel["group_id"])
         if group is None:

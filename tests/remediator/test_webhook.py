@@ -64,8 +64,9 @@ async def test_new_duplicate_and_resolved_outcomes(make_config: Any, start_remed
     await wait_until(open_gauge, what="vigil_incidents_open 1")
 
 
-async def test_concurrent_duplicates_store_one_incident(make_config: Any, start_remediator: Any,
-                                                        pg_url: str) -> None:
+async def test_concurrent_duplicates_store_one_incident(pg_url: str, make_config: Any,
+                                                        start_remediator: Any) -> None:
+    # pg_url first: fixtures tear down in reverse, so the app stops before its schema is dropped
     client = await start_remediator(make_config([procedure("fix")], paused=True), pg_url)
     payload = notification(alert("fixAlert", "dd"))
     resps = await asyncio.gather(*(post(client, payload) for _ in range(20)))
@@ -130,8 +131,9 @@ async def test_basic_auth_option(make_config: Any, start_remediator: Any, secret
     assert (await post(client, notification(alert()), good)).status == 200
 
 
-async def test_store_outage_answers_5xx_then_recovers(make_config: Any, start_remediator: Any,
-                                                      pg_url: str) -> None:
+async def test_store_outage_answers_5xx_then_recovers(pg_url: str, make_config: Any,
+                                                      start_remediator: Any) -> None:
+    # pg_url first: fixtures tear down in reverse, so the app stops before its schema is dropped
     client = await start_remediator(make_config([procedure("fix")], paused=True), pg_url)
     store = store_of(client)
     with store.engine.begin() as conn:
@@ -153,7 +155,8 @@ async def test_store_outage_answers_5xx_then_recovers(make_config: Any, start_re
 
 
 async def test_two_replicas_on_one_postgresql_run_a_procedure_once(
-        make_config: Any, start_remediator: Any, pg_url: str, tmp_path: Any) -> None:
+        pg_url: str, make_config: Any, start_remediator: Any, tmp_path: Any) -> None:
+    # pg_url first: fixtures tear down in reverse, so the app stops before its schema is dropped
     import sys
 
     runs = tmp_path / "runs"
