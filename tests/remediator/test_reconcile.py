@@ -37,9 +37,10 @@ def procedures(tmp_path: Path, wait: str) -> list[dict[str, Any]]:
     return out
 
 
-async def test_crash_mid_procedure_is_reconciled_on_start(make_config: Any, start_remediator: Any,
-                                                          start_process: Any, pg_url: str,
+async def test_crash_mid_procedure_is_reconciled_on_start(pg_url: str, make_config: Any,
+                                                          start_remediator: Any, start_process: Any,
                                                           tmp_path: Path, secrets_dir: Path) -> None:
+    # pg_url first: fixtures tear down in reverse, so the app stops before its schema is dropped
     config_path = tmp_path / "crashy.yml"
     config_path.write_text(yaml.safe_dump({
         "database_url": pg_url, "replica_id": "replica-a",
