@@ -364,7 +364,9 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
         outcome = "auto_resolved"
     elif mitigated:
         outcome = "mitigated"
-    elif escalated or (scenario.root_cause in human_alerts and scenario.expect != "auto"):
+    elif escalated or any(related.match(name) for name in human_alerts):
+        # a human was handed the fault: by the remediator, or by Alertmanager paging for a
+        # related alert (inhibition may page the critical one instead of the root cause)
         outcome = "escalated"
     elif detection is not None:
         outcome = "detected"

@@ -97,6 +97,8 @@ class Stack:
     workdir: Path
     time_scale: float = 60.0
     am_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # False: every component on a free port, leaving the defaults to a developer's own demo
+    prefer_default_ports: bool = True
     ports: dict[str, int] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
     target: DemoTarget | None = None
@@ -127,8 +129,8 @@ class Stack:
 
     def start(self, log: Any = print) -> None:
         for name, port in DEFAULT_PORTS.items():
-            self.ports[name] = port if _port_free(port) else free_port()
-            if self.ports[name] != port:
+            self.ports[name] = port if self.prefer_default_ports and _port_free(port) else free_port()
+            if self.prefer_default_ports and self.ports[name] != port:
                 log(f"  port {port} for {name} is taken; using {self.ports[name]}")
         secrets_dir = self.workdir / "secrets"
         secrets_dir.mkdir(parents=True, exist_ok=True)

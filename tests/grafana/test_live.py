@@ -106,13 +106,11 @@ def _has_data(prometheus: str, query: PanelQuery) -> bool:
     return bool(body["data"]["result"])
 
 
-def test_every_prometheus_panel_query_returns_data(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_prometheus_panel_query_returns_data(tmp_path: Path) -> None:
     require_binary("prometheus")
     require_binary("prometheus-alertmanager")
     # Never take the default ports: other tests and a developer's own stack may hold them.
-    monkeypatch.setattr(stack_module, "_port_free", lambda port: False)
-    stack = stack_module.Stack(tmp_path / "stack", time_scale=TIME_SCALE)
+    stack = stack_module.Stack(tmp_path / "stack", time_scale=TIME_SCALE, prefer_default_ports=False)
     try:
         stack.start(log=lambda message: None)
         assert stack.target is not None

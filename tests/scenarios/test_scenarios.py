@@ -23,7 +23,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Webh
     require_binary("prometheus")
     require_binary("prometheus-alertmanager")
     human = WebhookReceiver().start()
-    stack = Stack(tmp_path_factory.mktemp("loop"), am_transform=lambda d: _human_receivers(d, human.url))
+    stack = Stack(tmp_path_factory.mktemp("loop"), am_transform=lambda d: _human_receivers(d, human.url),
+                  prefer_default_ports=False)
     try:
         stack.start(log=lambda m: None)
         yield stack, human
