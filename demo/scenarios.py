@@ -168,7 +168,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("verification_fails", "config drift whose baseline is also wrong; restore fails, rolled back and escalated",
              "config", _corrupt_baseline_then_drift, _now, "TargetConfigDrift",
              r"TargetConfigDrift|CorsMethodBlocked|ConfigScoreDropping|VigilRemediationFailed",
-             "escalate", 75, primary_metric='demo_config_drift{job="demo"}'),
+             "escalate", 180, primary_metric='demo_config_drift{job="demo"}'),
 )
 
 
