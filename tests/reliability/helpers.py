@@ -259,8 +259,11 @@ class TcpProxy:
                 return
             if self.blackhole.is_set():
                 with self._lock:
-                    self._conns.add(client)
-                continue
+                    if self._listener is listener:
+                        self._conns.add(client)  # held open, never answered
+                        continue
+                client.close()  # stopped meanwhile
+                return
             try:
                 server = self._socket.create_connection(self.upstream, timeout=5)
                 server.settimeout(None)
