@@ -310,13 +310,17 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     runtime.engine = engine
 
     async def on_committed(results: list[IngestResult]) -> None:
+        new: list[int] = []
+        escalate: list[int] = []
         for result in results:
             for incident_id in result.closed:
                 engine.cancel(incident_id)
             for _, seconds in result.resolved:
                 app[METRICS].resolution.observe(seconds)
-            if result.new_incidents or result.escalate:
-                runtime.spawn(engine.admit(result.new_incidents, result.escalate))
+            new.extend(result.new_incidents)
+            escalate.extend(result.escalate)
+        if new or escalate:  # one admission per committed batch: correlation is batched too
+            runtime.spawn(engine.admit(new, escalate))
         runtime.spawn(engine.refresh_open_count())
 
     runtime.queue = IngestQueue(store, on_committed, writers=config.store_writers)

@@ -364,6 +364,7 @@ class IntelligenceSettings(StrictModel):
         EvidenceLink(match="disk.*", explains="TargetDiskFillPredicted"),
     ])
     flag_after_failures: int = Field(default=3, ge=1)
+    max_group_size: int = Field(default=50, ge=2, le=1000)
     impact: ImpactSettings = ImpactSettings()
 
     @field_validator("symptom_alerts", "derived_alerts")

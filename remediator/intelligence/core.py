@@ -76,20 +76,22 @@ class Intelligence:
         clearly independent so far: the caller acts on it at once, and its (trivial) ranking
         is written in the background.
         """
-        groups: dict[int, list[int]] = {}
-        for inc_id in incident_ids:
-            gid = await self.db(self.repo.assign, inc_id)
-            if gid is not None:
-                groups.setdefault(gid, []).append(inc_id)
+        ids = list(incident_ids)
+        if not ids:
+            return set()
+        assigned = await self.db(self.repo.assign_many, ids)  # one transaction for the batch
+        groups: dict[int, tuple[list[int], int]] = {}
+        for inc_id, (gid, size) in assigned.items():
+            groups.setdefault(gid, ([], size))[0].append(inc_id)
         again: set[int] = set()
-        for gid, ids in groups.items():
+        for gid, (new, size) in groups.items():
+            if size == 1:
+                if self.prom is not None:  # without evidence to read, a lone ranking is computed on read
+                    self._spawn(self.rank(gid))
+                continue
+            await self.rank(gid)
             members = await self.db(self.repo.members, gid)
-            if len(members) == 1:
-                self._spawn(self.rank(gid))
-            else:
-                await self.rank(gid)
-                again.update(m["id"] for m in members
-                             if m["id"] not in ids and m["state"] == "open")
+            again.update(m["id"] for m in members if m["id"] not in new and m["state"] == "open")
         return again
 
     def _spawn(self, coro: Any) -> None:
@@ -192,6 +194,10 @@ class Intelligence:
         group = await self.db(self.repo.group, intel["group_id"]) or {}
         members = await self.db(self.repo.members, intel["group_id"])
         ranking = group.get("ranking") or []
+        if not ranking and len(members) == 1:  # a lone incident that was never ranked
+            m = members[0]
+            ranking = rank([Member(m["id"], m["alertname"], m["service"], m["alert_starts_at"],
+                                   m["procedure"] is not None)], [], self.settings)
         top = ranking[0] if ranking else None
         got = await self.db(self.store.incident_with_alert, incident_id)
         labels = got[1]["labels"] if got else {}

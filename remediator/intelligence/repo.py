@@ -26,6 +26,7 @@ from vigil.remediator.store import Store, utcnow
 __all__ = ["IntelRepo", "signature_of"]
 
 REAL_RESULTS = ("succeeded", "failed", "rolled_back")
+CANDIDATE_GROUPS = 50  # live groups in the window an alert is compared with (most recent first)
 
 
 def signature_of(alertname: str, role: str) -> str:
@@ -47,61 +48,80 @@ class IntelRepo:
 
     def assign(self, incident_id: int) -> int | None:
         """Put the incident into a group (joining a connected one, else a new one); its group id."""
-        st = self.settings
+        got = self.assign_many([incident_id]).get(incident_id)
+        return got[0] if got else None
+
+    def assign_many(self, incident_ids: list[int]) -> dict[int, tuple[int, int]]:
+        """Group incidents in one transaction (in order): {incident: (group, members now)}."""
         with self.engine.begin() as conn:
             if self.store.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7431000011)"))
-            known = conn.execute(sa.select(IncidentIntel.group_id)
-                                 .where(IncidentIntel.incident_id == incident_id)).scalar()
-            if known is not None:
-                return int(known)
-            row = conn.execute(sa.select(Incident.alertname, Incident.alert_starts_at, Alert.labels)
-                               .join(Alert, Alert.id == Incident.alert_id)
-                               .where(Incident.id == incident_id)).first()
-            if row is None:
-                return None
-            labels = dict(row.labels or {})
-            starts = row.alert_starts_at
-            service = service_of(labels, st)
-            shared = shared_values(labels, st)
-            lo = starts - timedelta(seconds=st.window)
-            hi = starts + timedelta(seconds=st.window)
-            # a group is live while a member still needs work, or still fires without having
-            # been fixed (escalated, failed); a group whose incidents were all fixed is history
-            live = (sa.select(IncidentIntel.incident_id)
-                    .join(Incident, Incident.id == IncidentIntel.incident_id)
-                    .join(Alert, Alert.id == Incident.alert_id)
-                    .where(IncidentIntel.group_id == IncidentGroup.id,
-                           sa.or_(Incident.state.in_(ACTIVE_INCIDENT_STATES),
-                                  sa.and_(Alert.status == "firing", Incident.state != "resolved"))))
-            cands = conn.execute(sa.select(IncidentGroup).where(
-                IncidentGroup.last_alert_at >= lo, IncidentGroup.first_alert_at <= hi,
-                live.exists())).all()
-            views = [GroupView(g.id, g.last_alert_at, list(g.services or []), dict(g.shared or {}))
-                     for g in cands]
-            gid = pick_group(views, starts, service, shared, st)
-            now = utcnow()
-            if gid is None:
-                gid = int(conn.execute(sa.insert(IncidentGroup).values(
-                    opened_at=now, updated_at=now, first_alert_at=starts, last_alert_at=starts,
-                    services=[service] if service else [], shared=shared,
-                    root_incident_id=incident_id, root_alertname=row.alertname, ranking=[],
-                ).returning(IncidentGroup.id)).scalar_one())
-            else:
-                g = next(c for c in cands if c.id == gid)
-                services = sorted(set(g.services or []) | ({service} if service else set()))
-                merged = {k: list(v) for k, v in (g.shared or {}).items()}
-                for k, vals in shared.items():
-                    merged[k] = sorted(set(merged.get(k, [])) | set(vals))
-                conn.execute(sa.update(IncidentGroup).where(IncidentGroup.id == gid).values(
-                    updated_at=now, services=services, shared=merged,
-                    first_alert_at=min(g.first_alert_at, starts),
-                    last_alert_at=max(g.last_alert_at, starts)))
-            role = st.roles.get(service, "")
-            conn.execute(sa.insert(IncidentIntel).values(
-                incident_id=incident_id, group_id=gid, service=service, role=role,
-                signature=signature_of(row.alertname, role), findings=[], impact=None))
-            return gid
+            groups = {i: g for i in incident_ids if (g := self._assign(conn, i)) is not None}
+            if not groups:
+                return {}
+            counts = {int(r[0]): int(r[1]) for r in conn.execute(
+                sa.select(IncidentIntel.group_id, sa.func.count())
+                .where(IncidentIntel.group_id.in_(set(groups.values())))
+                .group_by(IncidentIntel.group_id))}
+            return {i: (g, int(counts.get(g, 1))) for i, g in groups.items()}
+
+    def _assign(self, conn: sa.Connection, incident_id: int) -> int | None:
+        st = self.settings
+        known = conn.execute(sa.select(IncidentIntel.group_id)
+                             .where(IncidentIntel.incident_id == incident_id)).scalar()
+        if known is not None:
+            return int(known)
+        row = conn.execute(sa.select(Incident.alertname, Incident.alert_starts_at, Alert.labels)
+                           .join(Alert, Alert.id == Incident.alert_id)
+                           .where(Incident.id == incident_id)).first()
+        if row is None:
+            return None
+        labels = dict(row.labels or {})
+        starts = row.alert_starts_at
+        service = service_of(labels, st)
+        shared = shared_values(labels, st)
+        lo = starts - timedelta(seconds=st.window)
+        hi = starts + timedelta(seconds=st.window)
+        # a group is live while a member still needs work, or still fires without having
+        # been fixed (escalated, failed); a group whose incidents were all fixed is history
+        live = (sa.select(IncidentIntel.incident_id)
+                .join(Incident, Incident.id == IncidentIntel.incident_id)
+                .join(Alert, Alert.id == Incident.alert_id)
+                .where(IncidentIntel.group_id == IncidentGroup.id,
+                       sa.or_(Incident.state.in_(ACTIVE_INCIDENT_STATES),
+                              sa.and_(Alert.status == "firing", Incident.state != "resolved"))))
+        size = (sa.select(sa.func.count()).select_from(IncidentIntel)
+                .where(IncidentIntel.group_id == IncidentGroup.id).scalar_subquery())
+        # bounded work per alert in a storm: the most recent live groups, none at the size cap
+        cands = conn.execute(sa.select(IncidentGroup).where(
+            IncidentGroup.last_alert_at >= lo, IncidentGroup.first_alert_at <= hi,
+            live.exists(), size < st.max_group_size)
+            .order_by(IncidentGroup.last_alert_at.desc()).limit(CANDIDATE_GROUPS)).all()
+        views = [GroupView(g.id, g.last_alert_at, list(g.services or []), dict(g.shared or {}))
+                 for g in cands]
+        gid = pick_group(views, starts, service, shared, st)
+        now = utcnow()
+        if gid is None:
+            gid = int(conn.execute(sa.insert(IncidentGroup).values(
+                opened_at=now, updated_at=now, first_alert_at=starts, last_alert_at=starts,
+                services=[service] if service else [], shared=shared,
+                root_incident_id=incident_id, root_alertname=row.alertname, ranking=[],
+            ).returning(IncidentGroup.id)).scalar_one())
+        else:
+            g = next(c for c in cands if c.id == gid)
+            services = sorted(set(g.services or []) | ({service} if service else set()))
+            merged = {k: list(v) for k, v in (g.shared or {}).items()}
+            for k, vals in shared.items():
+                merged[k] = sorted(set(merged.get(k, [])) | set(vals))
+            conn.execute(sa.update(IncidentGroup).where(IncidentGroup.id == gid).values(
+                updated_at=now, services=services, shared=merged,
+                first_alert_at=min(g.first_alert_at, starts),
+                last_alert_at=max(g.last_alert_at, starts)))
+        role = st.roles.get(service, "")
+        conn.execute(sa.insert(IncidentIntel).values(
+            incident_id=incident_id, group_id=gid, service=service, role=role,
+            signature=signature_of(row.alertname, role), findings=[], impact=None))
+        return gid
 
     def members(self, group_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
