@@ -143,7 +143,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              "escalate", 60,
              primary_metric='histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{job="demo"}[10s])))'),
     Scenario("cors_drift", "PATCH drops out of the allowed CORS methods; config restored",
-             "config", lambda c: c.target.inject(cors_drift=True), _now, "CorsMethodBlocked",
+             "config", lambda c: c.target.inject(cors_drift=True), _now, "TargetConfigDrift",
              r"CorsMethodBlocked|TargetConfigDrift|ConfigScoreDropping", "auto", 60,
              primary_metric='min(vigil_cors_preflight_allowed{method="PATCH"})'),
     Scenario("secret_placeholder", "the API key secret becomes a placeholder; detected and escalated",
@@ -179,6 +179,7 @@ class ScenarioResult:
     name: str
     kind: str
     expect: str
+    root_cause: str
     t0: float
     end: float
     failure_moment: float | None
@@ -192,6 +193,7 @@ class ScenarioResult:
     recovery_seconds: float | None
     outcome: str  # auto_resolved | mitigated | escalated | detected | missed | quiet | false_alarm
     root_cause_detected: bool
+    root_cause_ranked_first: str | None  # what the remediator's ranking puts first
     incidents: list[dict[str, Any]]
     human_deliveries: list[str]
     series: list[tuple[float, float]] = field(default_factory=list)
@@ -208,16 +210,35 @@ def _query_range(stack: Stack, expr: str, start: float, end: float) -> list[dict
     return list(resp.json()["data"]["result"])
 
 
-def firing_alerts(stack: Stack, start: float, end: float) -> dict[str, dict[str, float]]:
-    """First and last firing time of each alert name, from Prometheus' ALERTS series."""
+def firing_alerts(stack: Stack, start: float, end: float,
+                  labels: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, float]]:
+    """First and last firing time of each alert name, from Prometheus' ALERTS series
+    (and, into `labels`, the labels of each name's earliest series)."""
     out: dict[str, dict[str, float]] = {}
     for series in _query_range(stack, 'ALERTS{alertstate="firing"}', start, end):
         name = series["metric"]["alertname"]
         times = [float(t) for t, _ in series["values"]]
         entry = out.setdefault(name, {"first": min(times), "last": max(times)})
+        if labels is not None and min(times) <= entry["first"]:
+            labels[name] = {k: v for k, v in series["metric"].items()
+                            if k not in ("__name__", "alertstate")}
         entry["first"] = min(entry["first"], min(times))
         entry["last"] = max(entry["last"], max(times))
     return out
+
+
+def ranked_root_cause(stack: Stack, alerts: dict[str, dict[str, float]],
+                      labels: dict[str, dict[str, str]]) -> str | None:
+    """The remediator's root-cause ranking applied to the run's new alerts (the same evidence
+    and weights; read from Prometheus), including alerts that never reach the remediator."""
+    from vigil.remediator.intelligence.offline import top_root_cause
+
+    if not alerts:
+        return None
+    batch = [{"alertname": name, "starts_at": span["first"], "labels": labels.get(name, {})}
+             for name, span in alerts.items()]
+    procedures = [name for name in alerts if labels.get(name, {}).get("remediation") == "auto"]
+    return top_root_cause(batch, prometheus_url=stack.url("prometheus"), procedures=procedures)
 
 
 def _incidents(stack: Stack, since: float) -> list[dict[str, Any]]:
@@ -336,9 +357,11 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
             break
     end = time.time()
     time.sleep(2)  # let the last evaluation land
-    alerts = firing_alerts(stack, ctx.t0 - 5, end)
+    labels: dict[str, dict[str, str]] = {}
+    alerts = firing_alerts(stack, ctx.t0 - 5, end, labels)
     carried = sorted(n for n, span in alerts.items() if span["first"] < ctx.t0)
     alerts = {n: span for n, span in alerts.items() if n not in carried}
+    top_cause = ranked_root_cause(stack, alerts, labels) if scenario.kind != "control" else None
     incidents = _incidents(stack, ctx.t0)
     related = re.compile(rf"^(?:{scenario.related})$")
     false_pos = sorted(n for n in alerts if not related.match(n))
@@ -392,12 +415,14 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
             if data:
                 forecast[f"forecast {bound}"] = [(float(t), float(v)) for t, v in data[0]["values"]]
     result = ScenarioResult(
-        name=scenario.name, kind=scenario.kind, expect=scenario.expect, t0=ctx.t0, end=end,
+        name=scenario.name, kind=scenario.kind, expect=scenario.expect,
+        root_cause=scenario.root_cause, t0=ctx.t0, end=end,
         failure_moment=failure, alerts=alerts, false_positive_alerts=false_pos,
         carried_over_alerts=carried, detection_seconds=detection, predicted=predicted, lead_seconds=lead,
         remediation_start_seconds=(min(starts) - ctx.t0) if starts else None,
         recovery_seconds=recovery, outcome=outcome,
-        root_cause_detected=scenario.root_cause in alerts, incidents=mine,
+        root_cause_detected=scenario.root_cause in alerts, root_cause_ranked_first=top_cause,
+        incidents=mine,
         human_deliveries=human_alerts, series=series, forecast=forecast)
     log(f"[{scenario.name}] outcome {outcome}" + (f", recovered in {recovery:.0f}s" if recovery else ""))
     reset(stack, ctx)

@@ -20,6 +20,7 @@ TARGETS: dict[str, tuple[str, float, bool]] = {
     "mttr_mean_seconds": ("mean time to recovery (s)", 120.0, False),
     "false_positive_rate": ("false-positive rate", 0.01, False),
     "config_identify_seconds": ("time to identify configuration issues (s)", 300.0, False),
+    "root_cause_top1_accuracy": ("root cause ranked first (top-1 accuracy)", 0.90, True),
 }
 
 
@@ -59,6 +60,9 @@ class Scorecard:
             "config_scenarios_missed": sum(1 for c in config if c is None),
             "root_cause_detected_share": (sum(1 for r in roots if r.root_cause_detected) / len(roots))
             if roots else None,
+            "root_cause_top1_accuracy": (
+                sum(1 for r in roots if r.root_cause_ranked_first == r.root_cause) / len(roots))
+            if roots else None,
         }
 
     def verdicts(self) -> list[dict[str, Any]]:
@@ -82,11 +86,14 @@ class Scorecard:
                 "-" if r.predicted is None else ("yes" if r.predicted else "no"),
                 _fmt(r.lead_seconds), _fmt(r.remediation_start_seconds), _fmt(r.recovery_seconds),
                 r.outcome, str(len(r.false_positive_alerts)),
+                "-" if r.kind == "control" else (
+                    "yes" if r.root_cause_ranked_first == r.root_cause
+                    else f"no ({r.root_cause_ranked_first or 'none'})"),
             ])
         return rows
 
     HEADER = ["scenario", "expect", "detect", "predicted", "lead", "remediation", "recovery",
-              "outcome", "false alerts"]
+              "outcome", "false alerts", "cause 1st"]
 
     def markdown(self) -> str:
         lines = ["# Vigil scenario scorecard", "",
@@ -94,7 +101,7 @@ class Scorecard:
         lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
         lines += ["", "| mission metric | value | target | met |", "|---|---|---|---|"]
         for v in self.verdicts():
-            pct = v["metric"].endswith(("share", "rate"))
+            pct = v["metric"].endswith(("share", "rate", "accuracy"))
             value = _fmt(v["value"], "%" if pct else "s")
             target = _fmt(v["target"], "%" if pct else "s")
             met = "-" if v["met"] is None else ("yes" if v["met"] else "no")
@@ -116,7 +123,7 @@ class Scorecard:
         for h in ("metric", "value", "target", "met"):
             summary.add_column(h)
         for v in self.verdicts():
-            pct = v["metric"].endswith(("share", "rate"))
+            pct = v["metric"].endswith(("share", "rate", "accuracy"))
             summary.add_row(v["label"], _fmt(v["value"], "%" if pct else "s"),
                             _fmt(v["target"], "%" if pct else "s"),
                             "-" if v["met"] is None else ("yes" if v["met"] else "NO"))

@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "forecast": ("vigil.forecaster.cli", "forecast_main", "forecast one query and plot it"),
     "backtest": ("vigil.forecaster.backtest", "main", "replay CSVs causally and score detection"),
     "remediator": ("vigil.remediator.cli", "main", "remediator tools (simulate a payload)"),
+    "incidents": ("vigil.remediator.incidents_cli", "main",
+                  "show an incident: group, root cause, similar incidents, recommendation, impact"),
     "dashboards": ("vigil.grafana.cli", "main", "build Grafana dashboards as JSON"),
 }
 

@@ -61,6 +61,7 @@ def test_memory_leak_is_predicted_and_restarted(loop: tuple[Stack, WebhookReceiv
     result = run_scenario(stack, BY_NAME["memory_leak"], human, log=print)
     results.append(result)
     assert result.root_cause_detected, result.alerts
+    assert result.root_cause_ranked_first is not None
     assert result.predicted is True  # the first alert came before the declared failure moment
     assert result.outcome == "auto_resolved", result.incidents
     assert any(i["procedure"] for i in result.incidents)
@@ -73,6 +74,7 @@ def test_cors_drift_is_detected_and_restored(loop: tuple[Stack, WebhookReceiver]
     result = run_scenario(stack, BY_NAME["cors_drift"], human, log=print)
     results.append(result)
     assert "CorsMethodBlocked" in result.alerts or "TargetConfigDrift" in result.alerts
+    assert result.root_cause_ranked_first is not None
     assert result.outcome == "auto_resolved", result.incidents
     assert stack.target is not None
     assert stack.target.metric("demo_config_drift") == 0
@@ -87,7 +89,9 @@ def test_scorecard(results: list[ScenarioResult], tmp_path: Path) -> None:
             "false_positive_rate", "config_identify_seconds"} <= set(data["aggregate"])
     assert [t["metric"] for t in data["targets"]] == ["predicted_share", "auto_resolved_share",
                                                       "mttr_mean_seconds", "false_positive_rate",
-                                                      "config_identify_seconds"]
+                                                      "config_identify_seconds",
+                                                      "root_cause_top1_accuracy"]
+    assert data["aggregate"]["root_cause_top1_accuracy"] is not None
     assert data["aggregate"]["scenarios"] == len(results)
     for r in results:
         assert (tmp_path / f"{r.name}.png").stat().st_size > 1000
