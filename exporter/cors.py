@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from vigil.exporter.base import CheckResult, Finding, Severity
 from vigil.exporter.config import CorsConfig, TargetConfig
-from vigil.exporter.probe import Probe, ProbeError, ProbeResponse, SessionPool
+from vigil.exporter.probe import HttpCheck, Probe, ProbeError, ProbeResponse
 
 __all__ = [
     "SAFELISTED_METHODS",
@@ -164,24 +164,15 @@ def probe_origins_for(origin: str, tag: str) -> list[str]:
     return out
 
 
-class CorsCheck:
+class CorsCheck(HttpCheck):
     """Preflight every origin x method (with the required headers), then send the simple
     requests, then probe origins that must be refused. Probes run concurrently."""
 
     name = "cors"
 
     def __init__(self, target: TargetConfig, cfg: CorsConfig) -> None:
-        self.target = target.name
-        self.base_url = target.base_url
-        self.ca_file = target.tls_ca_file
-        self.sessions = SessionPool()
-        self.cfg = cfg
-        self.min_interval = cfg.min_interval
+        super().__init__(target, cfg)
         self.last_probe: Probe | None = None  # for tests and the benchmark
-
-    async def aclose(self) -> None:
-        """Close the kept-alive session (the runner calls this on shutdown)."""
-        await self.sessions.close()
 
     async def __call__(self, timeout: float) -> CheckResult:
         cfg = self.cfg
@@ -190,14 +181,8 @@ class CorsCheck:
         tag = "vigil-probe-" + secrets.token_hex(4)
         foreign = f"https://{tag}.invalid"
         deadline = time.monotonic() + timeout
-        async with Probe(
-            self.base_url,
-            ca_file=self.ca_file,
-            pool=self.sessions,
-            concurrency=cfg.concurrency,
-            deadline=deadline,
-            request_timeout=cfg.request_timeout,
-        ) as probe:
+        async with self.probe(deadline=deadline, concurrency=cfg.concurrency,
+                              request_timeout=cfg.request_timeout) as probe:
             self.last_probe = probe
             matrix = {
                 (o, m): self._preflight(probe, o, m) for o in cfg.origins for m in cfg.methods

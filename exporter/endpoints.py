@@ -8,9 +8,9 @@ import json
 import time
 
 from vigil.exporter.base import CheckResult, Finding, Severity
-from vigil.exporter.config import EndpointConfig, EndpointsConfig, TargetConfig
+from vigil.exporter.config import EndpointConfig, EndpointsConfig
 from vigil.exporter.jsonpath import MISSING, resolve
-from vigil.exporter.probe import Probe, ProbeError, ProbeResponse, SessionPool, env_headers
+from vigil.exporter.probe import HttpCheck, ProbeError, ProbeResponse, env_headers
 
 __all__ = ["EndpointsCheck", "judge_body"]
 
@@ -34,36 +34,18 @@ def judge_body(resp: ProbeResponse, ep: EndpointConfig) -> str | None:
     return None
 
 
-class EndpointsCheck:
+class EndpointsCheck(HttpCheck):
     """Request every endpoint once; report down, wrong status, slow, or wrong body."""
 
     name = "endpoints"
-
-    def __init__(self, target: TargetConfig, cfg: EndpointsConfig) -> None:
-        self.target = target.name
-        self.base_url = target.base_url
-        self.ca_file = target.tls_ca_file
-        self.sessions = SessionPool()
-        self.auth = (target.headers_from_env, target.headers_from_file)
-        self.cfg = cfg
-        self.min_interval = cfg.min_interval
-
-    async def aclose(self) -> None:
-        """Close the kept-alive session (the runner calls this on shutdown)."""
-        await self.sessions.close()
+    cfg: EndpointsConfig
 
     async def __call__(self, timeout: float) -> CheckResult:
         result = CheckResult(self.target, self.name, success=True)
         deadline = time.monotonic() + timeout
         auth = env_headers(*self.auth)
-        async with Probe(
-            self.base_url,
-            ca_file=self.ca_file,
-            pool=self.sessions,
-            concurrency=self.cfg.concurrency,
-            deadline=deadline,
-            request_timeout=30.0,
-        ) as probe:
+        async with self.probe(deadline=deadline, concurrency=self.cfg.concurrency,
+                              request_timeout=30.0) as probe:
             answers = await asyncio.gather(
                 *(
                     probe.request(

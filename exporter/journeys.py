@@ -11,10 +11,10 @@ from typing import Any
 from urllib.parse import quote
 
 from vigil.exporter.base import CheckResult, Finding, Severity
-from vigil.exporter.config import JourneyConfig, JourneysConfig, JourneyStep, TargetConfig
+from vigil.exporter.config import JourneyConfig, JourneysConfig, JourneyStep
 from vigil.exporter.cors import judge_actual, judge_preflight, needs_preflight
 from vigil.exporter.jsonpath import MISSING, resolve
-from vigil.exporter.probe import Probe, ProbeError, SessionPool, env_headers
+from vigil.exporter.probe import HttpCheck, Probe, ProbeError, env_headers
 
 __all__ = ["JourneysCheck", "substitute"]
 
@@ -48,36 +48,18 @@ class _StepFailed(Exception):
         self.rule, self.message, self.fix, self.severity = rule, message, fix, severity
 
 
-class JourneysCheck:
+class JourneysCheck(HttpCheck):
     """Run every journey; a journey stops at its first broken step (cleanup steps still run)."""
 
     name = "journeys"
-
-    def __init__(self, target: TargetConfig, cfg: JourneysConfig) -> None:
-        self.target = target.name
-        self.base_url = target.base_url
-        self.ca_file = target.tls_ca_file
-        self.sessions = SessionPool()
-        self.auth = (target.headers_from_env, target.headers_from_file)
-        self.cfg = cfg
-        self.min_interval = cfg.min_interval
-
-    async def aclose(self) -> None:
-        """Close the kept-alive session (the runner calls this on shutdown)."""
-        await self.sessions.close()
+    cfg: JourneysConfig
 
     async def __call__(self, timeout: float) -> CheckResult:
         result = CheckResult(self.target, self.name, success=True)
         deadline = time.monotonic() + timeout
         auth = env_headers(*self.auth)
-        async with Probe(
-            self.base_url,
-            ca_file=self.ca_file,
-            pool=self.sessions,
-            concurrency=8,
-            deadline=deadline,
-            request_timeout=self.cfg.request_timeout,
-        ) as probe:
+        async with self.probe(deadline=deadline, concurrency=8,
+                              request_timeout=self.cfg.request_timeout) as probe:
             await asyncio.gather(*(self._journey(probe, j, result, auth) for j in self.cfg.items))
         return result
 

@@ -193,3 +193,29 @@ def _ssl_reason(exc: Exception) -> str:
     inner = getattr(exc, "os_error", None) or getattr(exc, "__cause__", None)
     reason = getattr(inner, "reason", None) or getattr(inner, "verify_message", None)
     return str(reason or exc.__class__.__name__)
+
+
+class HttpCheck:
+    """What every HTTP-probing check of one target holds: the target's address, CA file and
+    header credentials, its config, and a kept-alive session pool reused across scrapes
+    (closed by the runner through aclose)."""
+
+    name = ""
+
+    def __init__(self, target: Any, cfg: Any) -> None:
+        self.target: str = target.name
+        self.base_url: str = target.base_url
+        self.ca_file = target.tls_ca_file
+        self.auth = (target.headers_from_env, target.headers_from_file)
+        self.sessions = SessionPool()
+        self.cfg = cfg
+        self.min_interval: float = cfg.min_interval
+
+    async def aclose(self) -> None:
+        """Close the kept-alive session (the runner calls this on shutdown)."""
+        await self.sessions.close()
+
+    def probe(self, *, deadline: float, concurrency: int, request_timeout: float) -> Probe:
+        """A Probe of this target on the kept-alive session pool."""
+        return Probe(self.base_url, ca_file=self.ca_file, pool=self.sessions,
+                     concurrency=concurrency, deadline=deadline, request_timeout=request_timeout)

@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from vigil.exporter.base import CheckError, CheckResult, Finding, Severity
-from vigil.exporter.config import SecurityConfig, TargetConfig
-from vigil.exporter.probe import Probe, ProbeResponse, env_headers
+from vigil.exporter.config import SecurityConfig
+from vigil.exporter.probe import HttpCheck, Probe, ProbeResponse, env_headers
 
 __all__ = ["SecurityCheck", "cert_days_left", "judge_cookies", "judge_headers"]
 
@@ -217,18 +217,11 @@ async def cert_days_left(
     return (ssl.cert_time_to_seconds(not_after) - time.time()) / 86400.0, verify_error
 
 
-class SecurityCheck:
+class SecurityCheck(HttpCheck):
     """GET each configured path and judge headers and cookies; check the TLS certificate."""
 
     name = "security"
-
-    def __init__(self, target: TargetConfig, cfg: SecurityConfig) -> None:
-        self.target = target.name
-        self.base_url = target.base_url
-        self.ca_file = target.tls_ca_file
-        self.auth = (target.headers_from_env, target.headers_from_file)
-        self.cfg = cfg
-        self.min_interval = cfg.min_interval
+    cfg: SecurityConfig
 
     async def __call__(self, timeout: float) -> CheckResult:
         cfg = self.cfg
