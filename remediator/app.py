@@ -107,6 +107,13 @@ def auth_middleware(webhook: Credentials, admin: Credentials) -> Any:
     return middleware
 
 
+STORE_ANSWER_SECONDS = 10.0
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 async def receive(request: web.Request) -> web.Response:
     """POST /api/v1/alerts: store, deduplicate and schedule every alert of one notification."""
     metrics = request.app[METRICS]
@@ -121,13 +128,19 @@ async def receive(request: web.Request) -> web.Response:
         metrics.notifications.labels("invalid").inc()
         return error(413, f"body larger than {config.webhook.max_body_bytes} bytes")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         metrics.notifications.labels("invalid").inc()
         return error(400, "body is not UTF-8")
     except json.JSONDecodeError as exc:
         metrics.notifications.labels("invalid").inc()
         return error(400, f"invalid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}")
+    except RecursionError:
+        metrics.notifications.labels("invalid").inc()
+        return error(400, "invalid JSON: nested too deeply")
+    except ValueError as exc:  # NaN/Infinity, integers beyond the digit limit
+        metrics.notifications.labels("invalid").inc()
+        return error(400, f"invalid JSON: {str(exc)[:200]}")
     try:
         parsed = parse_payload(data)
     except PayloadError as exc:
@@ -136,7 +149,10 @@ async def receive(request: web.Request) -> web.Response:
     matches = [match_alert(config, a.as_dict()) for a in parsed.alerts]
     assert runtime.queue is not None
     try:
-        result = await runtime.queue.submit((parsed, matches, config.dry_run))
+        # bounded: a store that stops answering gets a 503 (Alertmanager retries; a late
+        # commit of this notification is harmless, the alerts are deduplicated)
+        result = await asyncio.wait_for(runtime.queue.submit((parsed, matches, config.dry_run)),
+                                        STORE_ANSWER_SECONDS)
     except Exception as exc:  # noqa: BLE001 - any store failure: let Alertmanager retry
         metrics.notifications.labels("store_error").inc()
         log.error("cannot store notification: %s", exc.__class__.__name__)
@@ -163,8 +179,11 @@ async def list_incidents(request: web.Request) -> web.Response:
         offset = int(q.get("offset", "0"))
     except ValueError:
         return error(400, "limit and offset must be integers")
-    if not 1 <= limit <= 1000 or offset < 0:
+    if not 1 <= limit <= 1000 or not 0 <= offset <= MAX_ID:
         return error(400, "limit must be 1..1000 and offset >= 0")
+    for key in ("procedure", "alertname"):
+        if "\x00" in q.get(key, "") or len(q.get(key, "")) > 255:
+            return error(400, f"{key}: at most 255 characters, no NUL")
     since = None
     if q.get("since"):
         try:
@@ -176,11 +195,17 @@ async def list_incidents(request: web.Request) -> web.Response:
     return json_response({"status": "success", "incidents": rows})
 
 
+MAX_ID = 2**63 - 1  # bigint
+
+
 def _incident_id(request: web.Request) -> int:
     try:
-        return int(request.match_info["id"])
+        value = int(request.match_info["id"])
     except ValueError:
         raise web.HTTPNotFound() from None
+    if not 0 < value <= MAX_ID:
+        raise web.HTTPNotFound()
+    return value
 
 
 async def get_incident(request: web.Request) -> web.Response:
@@ -289,7 +314,9 @@ def create_app(config: RemediatorConfig, *, store: Store | None = None,
 
     async def ready() -> tuple[bool, str]:
         try:
-            await _db(store.count_active_incidents)
+            await asyncio.wait_for(_db(store.count_active_incidents), 5)
+        except TimeoutError:
+            return False, "incident store unavailable (no answer within 5s)"
         except Exception as exc:  # noqa: BLE001
             return False, f"incident store unavailable ({exc.__class__.__name__})"
         return True, ""

@@ -21,6 +21,12 @@ log = logging.getLogger("vigil.remediator.ingest")
 Item = tuple[ParsedNotification, list[Match], bool]
 
 
+def _unavailable(exc: BaseException) -> bool:
+    """The store could not be reached (as opposed to refusing one item's data)."""
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
+                            TimeoutError, OSError))
+
+
 class IngestQueue:
     def __init__(self, store: Store, on_committed: Callable[[list[IngestResult]], Awaitable[None]],
                  *, max_batch: int = 256, writers: int | None = None) -> None:
@@ -61,6 +67,21 @@ class IngestQueue:
             log.info("ingest batch retried after %s", exc.orig.__class__.__name__)
             return self.store.ingest(items)
 
+    async def _one_by_one(self, batch: list[tuple[Item, asyncio.Future[IngestResult]]]) -> None:
+        for item, fut in batch:
+            try:
+                (result,) = await asyncio.to_thread(self._ingest, [item])
+            except Exception as exc:  # noqa: BLE001 - this waiter answers 5xx
+                if not fut.done():
+                    fut.set_exception(exc)
+                continue
+            if not fut.done():
+                fut.set_result(result)
+            try:
+                await self.on_committed([result])
+            except Exception:
+                log.exception("scheduling after commit failed")
+
     async def _writer(self) -> None:
         while True:
             batch = [await self._queue.get()]
@@ -70,6 +91,11 @@ class IngestQueue:
                 results = await asyncio.to_thread(self._ingest, [item for item, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every waiter answers 5xx
                 log.error("store write failed: %s", exc.__class__.__name__)
+                if len(batch) > 1 and not _unavailable(exc):
+                    # the store is up but refused something: write the items one by one so
+                    # only the refused one fails
+                    await self._one_by_one(batch)
+                    continue
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,7 +57,10 @@ def parse_time(value: Any, where: str) -> datetime:
         dt = datetime.fromisoformat(f"{date}T{clock}.{frac6}{zone}")
     except ValueError:
         raise PayloadError(f"{where}: invalid RFC 3339 timestamp") from None
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 or 0001-01-01T00:00:00+01:00
+        raise PayloadError(f"{where}: timestamp out of range") from None
 
 
 def _str_map(value: Any, where: str) -> dict[str, str]:
@@ -86,6 +90,8 @@ def _parse_alert(a: Any, where: str) -> ParsedAlert:
     labels = _str_map(a.get("labels"), f"{where}.labels")
     if not labels.get("alertname"):
         raise PayloadError(f"{where}.labels.alertname: missing")
+    if len(labels["alertname"]) > MAX_NAME_CHARS:
+        raise PayloadError(f"{where}.labels.alertname: longer than {MAX_NAME_CHARS} characters")
     starts_at = parse_time(a.get("startsAt"), f"{where}.startsAt")
     ends_raw = a.get("endsAt")
     ends_at = None
@@ -100,10 +106,44 @@ def _parse_alert(a: Any, where: str) -> ParsedAlert:
                        _str_map(a.get("annotations"), f"{where}.annotations"), gen)
 
 
+MAX_NAME_CHARS = 255  # receiver and alertname are varchar(255) in the store
+
+
+def _check_text(body: Any) -> None:
+    """Refuse what no text/jsonb column can store: NUL, lone surrogates, NaN and infinities.
+
+    Iterative, so a deeply nested body cannot exhaust the interpreter's recursion limit.
+    """
+    stack: list[tuple[str, Any]] = [("payload", body)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            _check_string(value, where)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_string(key, where)
+                stack.append((f"{where}.{key}" if len(where) < 200 else where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]" if len(where) < 200 else where, item)
+                         for i, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise PayloadError(f"{where}: not a finite number")
+
+
+def _check_string(value: str, where: str) -> None:
+    if "\x00" in value:
+        raise PayloadError(f"{where}: contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(f"{where}: contains a lone surrogate (not valid Unicode)") from None
+
+
 def parse_payload(body: Any) -> ParsedNotification:
     """Validate a decoded JSON body; raise PayloadError naming the first bad field."""
     if not isinstance(body, dict):
         raise PayloadError("payload: expected a JSON object")
+    _check_text(body)
     version = body.get("version")
     if version != "4":
         raise PayloadError("version: expected \"4\" (Alertmanager webhook payload version 4)")
@@ -113,6 +153,8 @@ def parse_payload(body: Any) -> ParsedNotification:
     for key in ("receiver", "groupKey"):
         if not isinstance(body.get(key), str):
             raise PayloadError(f"{key}: expected a string")
+    if len(body["receiver"]) > MAX_NAME_CHARS:
+        raise PayloadError(f"receiver: longer than {MAX_NAME_CHARS} characters")
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("alerts: expected a list")
