@@ -96,6 +96,17 @@ def step_name(step: Any, index: int) -> str:
     return step.name or f"{index + 1}-{step.action}"
 
 
+async def _read_capped(resp: aiohttp.ClientResponse) -> str:
+    """The start of the body (MAX_OUTPUT bytes and one more, so _clip can mark the cut); the
+    rest is never read, so an endless or huge body cannot fill memory."""
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(MAX_OUTPUT + 1):
+        data += chunk
+        if len(data) > MAX_OUTPUT:
+            break
+    return bytes(data[:MAX_OUTPUT + 1]).decode("utf-8", errors="replace")
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_OUTPUT else text[:MAX_OUTPUT] + "...(truncated)"
 
@@ -122,7 +133,7 @@ async def _http(ctx: ActionContext, method: str, url: str, *, body: Any = None,
         breaker.before_call()
         try:
             async with ctx.session.request(method, url, **kwargs) as resp:
-                text = await resp.text(errors="replace")
+                text = await _read_capped(resp)
                 ok = resp.status in expect if expect else 200 <= resp.status < 300
                 if not ok:
                     retry = resp.status >= 500 or resp.status == 429
