@@ -77,7 +77,12 @@ class Store:
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            # a store that stops answering (partition, frozen server) must fail in bounded
+            # time: connect timeout, TCP keepalives, and a cap on unacknowledged sends
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=10,
+                          connect_args={"connect_timeout": 5, "keepalives": 1,
+                                        "keepalives_idle": 10, "keepalives_interval": 3,
+                                        "keepalives_count": 3, "tcp_user_timeout": 15000})
         self.engine = sa.create_engine(url, **kwargs)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
