@@ -226,7 +226,6 @@ def session() -> Iterator[requests.Session]:
         yield s
 
 
-@pytest.mark.xfail(strict=True, reason=f"BUG-1, BUG-2 ({BUGS}): 500/503 on hostile bodies")
 def test_malformed_webhook_bodies_get_4xx_and_change_nothing(remediator: RemediatorSpec, pg_url: str,
                                                               session: requests.Session) -> None:
     before = table_counts(pg_url)
@@ -322,7 +321,6 @@ def test_metacharacters_in_labels_are_stored_verbatim_and_never_reach_a_shell(
     assert not Path("/tmp/pwned").exists()
 
 
-@pytest.mark.xfail(strict=False, reason=f"BUG-2 ({BUGS}): one poison item fails its whole batch")
 def test_one_poison_notification_does_not_fail_its_batch(remediator: RemediatorSpec,
                                                           pg_url: str) -> None:
     """Group commit must not let one unstorable notification bounce the others with it."""

@@ -114,8 +114,6 @@ def test_store_outage_answers_5xx_alertmanager_retries_nothing_lost_nothing_twic
 STORE_BOUND = 15.0  # seconds a webhook call or a readiness probe may take while the store hangs
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-7 (/tmp/vigil-handoff/issue10-bugs.md): no connect or "
-                                       "statement timeout: a hanging store hangs the webhook and /-/ready")
 def test_store_partition_answers_within_a_bound(tmp_path: Path, pg_url: str, start_process: Any) -> None:
     """PostgreSQL unreachable without a refusal (a partition: packets vanish). The webhook must
     still answer 503 and readiness 503, within a bound, rather than hang until TCP gives up."""

@@ -43,8 +43,6 @@ def generated(output: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-@pytest.mark.xfail(strict=False, reason="BUG-5 (/tmp/vigil-handoff/issue10-bugs.md): incident id "
-                                       "beyond 64 bits answers 500")
 def test_schemathesis_finds_no_server_error_and_no_ignored_auth(
         tmp_path: Path, pg_url: str, start_process: Any) -> None:
     spec = remediator_config(tmp_path, pg_url, "schemathesis", [

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from tests.harness import wait_for
@@ -96,8 +95,6 @@ def test_refusing_hanging_and_garbage_targets_are_bounded_and_escalated(
     run_faults(tmp_path, start_process, ("refuse", "hang", "garbage"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-4 (/tmp/vigil-handoff/issue10-bugs.md): an http step "
-                                       "reads the whole response body into memory")
 def test_an_endless_response_body_is_bounded_in_memory(tmp_path: Path, start_process: Any) -> None:
     """A 200 whose body never ends: the step ends within its bound (whether it then counts the
     200 as success or the unfinished body as failure), and memory stays bounded."""
