@@ -19,6 +19,8 @@ from vigil.exporter.base import CheckError
 __all__ = ["Probe", "ProbeError", "ProbeResponse", "env_headers"]
 
 USER_AGENT = "vigil-exporter (+https://github.com/vigil)"
+# A probe keeps at most this much of a response body (endpoints and journeys read bodies).
+MAX_BODY_BYTES = 1 << 20
 
 
 class ProbeError(CheckError):
@@ -175,7 +177,8 @@ class Probe:
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=limit),
                 ) as resp:
-                    body = await resp.read() if read_body and method != "HEAD" else b""
+                    body = (await _read_capped(resp, MAX_BODY_BYTES)
+                            if read_body and method != "HEAD" else b"")
                     return ProbeResponse(
                         resp.status, resp.headers, body, time.perf_counter() - start
                     )
@@ -187,6 +190,17 @@ class Probe:
                 raise ProbeError(f"{method} {path}: {exc.__class__.__name__}") from None
             finally:
                 self.in_flight -= 1
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most `limit` bytes of the body; the rest is never read, so an endless or huge
+    body cannot fill memory (checks look at the start of a body only)."""
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(65536):
+        data += chunk
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit])
 
 
 def _ssl_reason(exc: Exception) -> str:
