@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 import yaml
 
@@ -96,6 +95,8 @@ def run_hostile(tmp_path: Path, start_process: Any, modes: list[str]) -> None:
             # bounded: the scrape answers within its budget (a hang would run to the 30 s timeout)
             assert elapsed <= SCRAPE_BUDGET + SLACK, elapsed
         for mode in modes:
+            if mode == "endless":  # a 200 whose start was read: up or down are both honest
+                continue
             # the endpoint is down, and nothing pretends otherwise
             assert metric_value(text, "vigil_endpoint_up", {"target": mode, "endpoint": "health"}) == 0.0, mode
         log = (tmp_path / "exporter.log").read_text(errors="replace")
@@ -119,7 +120,5 @@ def test_exporter_bounded_and_leak_free_against_slow_huge_redirecting_and_bad_tl
     run_hostile(tmp_path, start_process, ["drip", "huge_headers", "redirect", "bad_tls"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-6 (/tmp/vigil-handoff/issue10-bugs.md): the exporter's "
-                                       "probe reads the whole response body into memory")
 def test_exporter_memory_bounded_against_an_endless_body(tmp_path: Path, start_process: Any) -> None:
     run_hostile(tmp_path, start_process, ["endless"])
