@@ -217,7 +217,13 @@ async def test_silence_held_while_running_then_expired(make_config: Any, start_r
     inc = (await incidents(client))[0]
     await wait_until(lambda: silences("expired"), what="the silence to expire")
     assert silences("active") == []
-    tl = await timeline(client, inc["id"])
+    # Alertmanager shows the silence expired a moment before the attempt row records the
+    # expiring step: wait for the attempt to finish rather than read it mid-write.
+    async def finished() -> Any:
+        tl = await timeline(client, inc["id"])
+        return tl if tl["attempts"] and tl["attempts"][0]["finished_at"] else None
+
+    tl = await wait_until(finished, what="the attempt to finish")
     assert [s["name"] for s in tl["attempts"][0]["steps"]] == ["1-silence", "2-wait", "expire-silences"]
 
 
