@@ -321,17 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             Scorecard([result]).print()
             return 0
         print("Press Ctrl-C to stop.\n", flush=True)
+        # start() waited for one good scrape of every job, so this live query has them all
+        up = sorted(stack.query("up"), key=lambda r: r["metric"]["job"])
+        print("Prometheus `up`: " + ", ".join(f"{r['metric']['job']}={r['value'][1]}" for r in up),
+              flush=True)
         deadline = time.monotonic() + args.duration if args.duration else None
-        reported = False
         while deadline is None or time.monotonic() < deadline:
             time.sleep(1)
-            if not reported:
-                up = stack.query("up")
-                if len(up) == len(stack.services) + 1:
-                    print("Prometheus `up`: " + ", ".join(
-                        f"{r['metric']['job']}={r['value'][1]}" for r in sorted(
-                            up, key=lambda r: r["metric"]["job"])), flush=True)
-                    reported = True
             for proc in stack.processes:
                 if not proc.alive():
                     print(f"vigil demo: error: {proc.name} exited; its log:\n{proc.log_tail(20)}",
