@@ -48,6 +48,12 @@ class ForecastCollector(Collector):
         errors = CounterMetricFamily("vigil_forecast_errors",
                                      "Failed reads from Prometheus and failed fits.",
                                      labels=["forecast"])
+        retrain = GaugeMetricFamily("vigil_forecast_retrain_interval_seconds",
+                                    "How often the forecast is refitted (its retrain_interval); "
+                                    "VigilForecastsStale compares vigil_forecast_age_seconds "
+                                    "with it.", labels=["forecast"])
+        for cfg in self.engine.config.forecasts:
+            retrain.add_metric([cfg.name], cfg.retrain_interval)
         count = GaugeMetricFamily("vigil_forecast_series",
                                   "Series per status: ok, insufficient_history, error, pending.",
                                   labels=["forecast", "status"])
@@ -76,4 +82,4 @@ class ForecastCollector(Collector):
                 age.add_metric([name], max(0.0, now - f["last_fit_timestamp"]))
             last_read.add_metric([name], f["last_read_timestamp"])
             errors.add_metric([name], f["errors_total"])
-        yield from (fc, eta, anomaly, duration, last_fit, age, last_read, errors, count)
+        yield from (fc, eta, anomaly, duration, last_fit, age, retrain, last_read, errors, count)

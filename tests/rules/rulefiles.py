@@ -267,6 +267,9 @@ VIGIL_CONTRACT = {
     "vigil_remediation_attempts_total", "vigil_remediations_in_progress", "vigil_incidents_open",
     "vigil_circuit_breaker_state",
 }
+# Beyond the contract: the forecaster's own schedule metrics (docs/forecaster.md), which
+# VigilForecastsStale compares; the live test checks the forecaster really exports them.
+VIGIL_EXTRA = {"vigil_forecast_age_seconds", "vigil_forecast_retrain_interval_seconds"}
 VIGIL_HISTOGRAMS = {"vigil_remediation_duration_seconds", "vigil_incident_resolution_seconds"}
 # Series every Prometheus target has.
 SCRAPE_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
@@ -309,7 +312,7 @@ def exporter_sample_families() -> set[str]:
 
 def known_metrics() -> set[str]:
     """Every name a rule may select without a live stack to ask."""
-    names = set(VIGIL_CONTRACT) | SCRAPE_SERIES | PROCESS_METRICS | demo_target_metrics()
+    names = set(VIGIL_CONTRACT) | VIGIL_EXTRA | SCRAPE_SERIES | PROCESS_METRICS | demo_target_metrics()
     for hist in VIGIL_HISTOGRAMS:
         names |= _histogram(hist)
     return names | exporter_sample_families()
