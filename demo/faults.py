@@ -29,16 +29,20 @@ class Faults:
 
     error_rate: float = 0.0
     latency_seconds: float = 0.0
+    latency_growth_seconds_per_second: float = 0.0
     memory_growth_bytes_per_second: int = 0
     pool_exhaustion: bool = False
+    pool_leak_connections_per_second: float = 0.0
     disk_growth_bytes_per_second: int = 0
     downstream_errors: bool = False
 
     NUMERIC_LIMITS = {
         "error_rate": (0.0, 1.0),
         "latency_seconds": (0.0, 30.0),
+        "latency_growth_seconds_per_second": (0.0, 1.0),
         "memory_growth_bytes_per_second": (0, 64 * CHUNK),
         "disk_growth_bytes_per_second": (0, 64 * CHUNK),
+        "pool_leak_connections_per_second": (0.0, 10.0),
     }
 
     def update(self, data: dict[str, Any]) -> None:
@@ -62,16 +66,19 @@ class Faults:
         return {
             "error_rate": self.error_rate > 0,
             "latency": self.latency_seconds > 0,
+            "latency_growth": self.latency_growth_seconds_per_second > 0,
             "memory_growth": self.memory_growth_bytes_per_second > 0,
             "pool_exhaustion": self.pool_exhaustion,
+            "pool_leak": self.pool_leak_connections_per_second > 0,
             "disk_growth": self.disk_growth_bytes_per_second > 0,
             "downstream_errors": self.downstream_errors,
         }
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in (
-            "error_rate", "latency_seconds", "memory_growth_bytes_per_second", "pool_exhaustion",
-            "disk_growth_bytes_per_second", "downstream_errors")}
+            "error_rate", "latency_seconds", "latency_growth_seconds_per_second",
+            "memory_growth_bytes_per_second", "pool_exhaustion",
+            "pool_leak_connections_per_second", "disk_growth_bytes_per_second", "downstream_errors")}
 
     def should_fail(self) -> bool:
         return self.error_rate > 0 and random.random() < self.error_rate
@@ -151,9 +158,21 @@ class PoolHog:
     """Checks out every pool connection and holds it, as a connection leak would."""
 
     held: list[sa.Connection] = field(default_factory=list)
+    carry: float = 0.0
 
     def exhaust(self, engine: sa.Engine, size: int) -> None:
         while len(self.held) < size:
+            try:
+                self.held.append(engine.connect())
+            except sa.exc.TimeoutError:
+                break
+
+    def leak(self, engine: sa.Engine, connections: float, size: int) -> None:
+        """Check out and keep `connections` more (fractions carry over), at most `size` held:
+        a code path that forgets to return its connection, once in a while."""
+        self.carry += connections
+        while self.carry >= 1.0 and len(self.held) < size:
+            self.carry -= 1.0
             try:
                 self.held.append(engine.connect())
             except sa.exc.TimeoutError:
@@ -166,6 +185,7 @@ class PoolHog:
             except sa.exc.SQLAlchemyError:
                 log.warning("could not close a held connection")
         self.held.clear()
+        self.carry = 0.0
 
 
 async def tick(app_state: Any, interval: float = 0.5) -> None:

@@ -137,11 +137,17 @@ class DemoState:
             self.leak.grow(f.memory_growth_bytes_per_second * dt, self.config.limits.memory_limit_bytes)
         if f.disk_growth_bytes_per_second:
             self.spool.grow(f.disk_growth_bytes_per_second * dt, self.config.limits.disk_capacity_bytes)
+        if f.latency_growth_seconds_per_second:
+            high = Faults.NUMERIC_LIMITS["latency_seconds"][1]
+            f.latency_seconds = min(high, f.latency_seconds + f.latency_growth_seconds_per_second * dt)
+        if f.pool_leak_connections_per_second:
+            self.hog.leak(self.engine, f.pool_leak_connections_per_second * dt, self.config.db_pool_size)
 
     def restart(self) -> None:
         """What a process restart would clear: leaked memory and held connections."""
         self.faults.memory_growth_bytes_per_second = 0
         self.faults.pool_exhaustion = False
+        self.faults.pool_leak_connections_per_second = 0.0
         self.leak.free()
         self.hog.release()
         self.engine.dispose()

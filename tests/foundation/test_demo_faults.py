@@ -51,6 +51,22 @@ def test_pool_exhaustion_fault_and_restart(demo_target: DemoTarget) -> None:
     assert demo_target.api("GET", "/api/v1/items").status_code == 200
 
 
+def test_pool_leak_fault_fills_the_pool_gradually_and_restart_releases(demo_target: DemoTarget) -> None:
+    size = demo_target.metric("demo_db_pool_size")
+    assert size == 5
+    demo_target.inject(pool_leak_connections_per_second=4.0)  # one every 0.25 s
+    wait_for(lambda: (demo_target.metric("demo_db_pool_connections_in_use") or 0) >= 2, timeout=10,
+             what="connections to leak")
+    assert demo_target.metric("demo_fault_active", {"fault": "pool_leak"}) == 1
+    wait_for(lambda: demo_target.metric("demo_db_pool_connections_in_use") == size, timeout=10,
+             what="the leak to fill the pool")
+    assert demo_target.api("GET", "/api/v1/items").status_code == 503
+    demo_target.admin("POST", "/admin/restart")
+    assert demo_target.metric("demo_db_pool_connections_in_use") == 0
+    assert demo_target.metric("demo_fault_active", {"fault": "pool_leak"}) == 0
+    assert demo_target.api("GET", "/api/v1/items").status_code == 200
+
+
 def test_disk_growth_fault_and_cleanup(demo_target: DemoTarget) -> None:
     demo_target.inject(disk_growth_bytes_per_second=2 * 1024 * 1024)
     wait_for(lambda: (demo_target.metric("demo_disk_usage_bytes") or 0) >= 2 * 2**20, timeout=20,
