@@ -9,10 +9,12 @@ delivered to the human receivers, and the remediator's incident rows. See docs/s
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,11 +70,13 @@ class Scenario:
     forecast: str = ""  # the forecaster's forecast of that metric, drawn as a band
 
 
-def _growth(fault: str, used: str, capacity: str, rate: int) -> Callable[[Context], None]:
-    """Inject a steady growth fault, noting the headroom it eats into."""
+def _growth(fault: str, used: str | None, capacity: str, rate: float) -> Callable[[Context], None]:
+    """Inject a steady growth fault, noting the headroom it eats into (all of the capacity
+    when `used` is None: a leak that starts from nothing held)."""
 
     def inject(ctx: Context) -> None:
-        ctx.notes.update(used0=ctx.metric(used), capacity=ctx.metric(capacity), rate=rate)
+        ctx.notes.update(used0=ctx.metric(used) if used else 0.0, capacity=ctx.metric(capacity),
+                         rate=rate)
         ctx.target.inject(**{fault: rate})
 
     return inject
@@ -81,6 +85,27 @@ def _growth(fault: str, used: str, capacity: str, rate: int) -> Callable[[Contex
 def _exhaustion(ctx: Context) -> float:
     """When the growth fills its capacity: headroom at injection divided by the rate."""
     return ctx.t0 + (ctx.notes["capacity"] - ctx.notes["used0"]) / ctx.notes["rate"]
+
+
+LATENCY_OBJECTIVE = 0.5  # seconds of p99, the threshold of TargetLatencyDegraded (rules/)
+P99 = 'job_quantile:http_request_duration_seconds:histogram_quantile_5m{job="demo",quantile="0.99"}'
+
+
+def _latency_creep(rate: float) -> Callable[[Context], None]:
+    """Inject a latency that grows `rate` seconds per second, noting the p99 it starts from."""
+
+    def inject(ctx: Context) -> None:
+        now = ctx.stack.query(P99)
+        p99 = float(now[0]["value"][1]) if now else 0.0
+        ctx.notes.update(p99_0=p99 if math.isfinite(p99) else 0.0, rate=rate)
+        ctx.target.inject(latency_growth_seconds_per_second=rate)
+
+    return inject
+
+
+def _objective_breached(ctx: Context) -> float:
+    """When the added latency lifts the p99 over the objective."""
+    return ctx.t0 + max(0.0, LATENCY_OBJECTIVE - ctx.notes["p99_0"]) / ctx.notes["rate"]
 
 
 def _now(ctx: Context) -> float:
@@ -115,8 +140,10 @@ def _corrupt_baseline_then_drift(ctx: Context) -> None:
     baseline.write_text(live.read_text())
 
 
-# The control run goes first: with time compressed 60x, the slow SLO windows (6 h -> 6 min)
-# keep the consequences of an earlier fault firing long after it is undone.
+# The control run goes first (with --sequential; by default it runs on a second stack beside
+# the faults), and the faults that burn error budget go last: with time compressed 60x, the
+# slow SLO windows (6 h -> 6 min) keep the consequences of an earlier fault firing long after
+# it is undone, and each reset waits for the alerts to clear.
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("control", "seasonal load and no fault: every alert is a false positive",
              "control", lambda c: None, _never, "", r"(?!)", "none", 600,
@@ -131,16 +158,19 @@ SCENARIOS: tuple[Scenario, ...] = (
                                  "demo_disk_capacity_bytes", 4 * MiB), _exhaustion, "TargetDiskFillPredicted",
              r"TargetDiskFillPredicted|ForecastThresholdBreachPredicted|ForecastAnomalySustained",
              "auto", 90, primary_metric='demo_disk_usage_bytes{job="demo"}', forecast="disk"),
-    Scenario("downstream_error_storm", "the pricing dependency fails; the breaker opens, then recovers",
-             "error", lambda c: c.target.inject(downstream_errors=True), _now, "TargetDownstreamErrors",
-             r"TargetDownstreamErrors|TargetErrorRateHigh|ErrorBudget.*|ForecastAnomalySustained|"
-             r"TargetTrafficAnomaly",
-             "auto", 90, recover=lambda c: c.target.inject(downstream_errors=False), recover_after=20,
-             primary_metric='sum(rate(demo_downstream_requests_total{job="demo",result="error"}[5s]))'),
-    Scenario("latency_degradation", "every API request gets 0.6 s slower; detected and escalated",
-             "error", lambda c: c.target.inject(latency_seconds=0.6), _now, "TargetLatencyDegraded",
-             r"TargetLatencyDegraded|ErrorBudget.*|Forecast.*|TargetTrafficAnomaly|VigilCheckFailing",
-             "escalate", 60,
+    Scenario("pool_exhaustion", "a connection leak keeps one DB pool connection every 10 s until "
+             "the pool is full; predicted, then restarted",
+             "resource", _growth("pool_leak_connections_per_second", None, "demo_db_pool_size", 0.1), _exhaustion,
+             "TargetDbPoolExhaustionPredicted",
+             r"TargetDbPoolExhaustionPredicted|TargetDbPoolExhausted|TargetErrorRateHigh|ErrorBudget.*|"
+             r"VigilCheckFailing|TargetTrafficAnomaly",
+             "auto", 90, primary_metric='demo_db_pool_connections_in_use{job="demo"}'),
+    Scenario("latency_degradation", "every API request gets 10 ms slower each second, towards the "
+             "500 ms objective; predicted and escalated",
+             "error", _latency_creep(0.01), _objective_breached, "TargetLatencyDegradationPredicted",
+             r"TargetLatencyDegradationPredicted|TargetLatencyDegraded|ErrorBudget.*|Forecast.*|"
+             r"TargetTrafficAnomaly|VigilCheckFailing",
+             "escalate", 90,
              primary_metric='histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{job="demo"}[10s])))'),
     Scenario("cors_drift", "PATCH drops out of the allowed CORS methods; config restored",
              "config", lambda c: c.target.inject(cors_drift=True), _now, "TargetConfigDrift",
@@ -150,25 +180,26 @@ SCENARIOS: tuple[Scenario, ...] = (
              "config", _write_secret("changeme"), _never, "SecretPlaceholder",
              r"SecretPlaceholder|EnvInvalid|ConfigScoreDropping", "escalate", 60,
              primary_metric="min(vigil_env_valid)"),
+    Scenario("verification_fails", "config drift whose baseline is also wrong; restore fails, rolled back and escalated",
+             "config", _corrupt_baseline_then_drift, _now, "TargetConfigDrift",
+             r"TargetConfigDrift|CorsMethodBlocked|ConfigScoreDropping|VigilRemediationFailed",
+             "escalate", 180, primary_metric='demo_config_drift{job="demo"}'),
     Scenario("schema_drift", "table orders renamed while code still queries it; detected",
              "config", _rename_table, _now, "CodeReferencesMissingTable",
              r"CodeReferencesMissingTable|SchemaInconsistent|SchemaDrift|ConfigScoreDropping|"
              r"TargetErrorRateHigh|ErrorBudget.*",
              "escalate", 60, primary_metric="min(vigil_schema_consistent)"),
-    Scenario("pool_exhaustion", "every DB pool connection is held; restarted",
-             "resource", lambda c: c.target.inject(pool_exhaustion=True), _now, "TargetDbPoolExhausted",
-             r"TargetDbPoolExhausted|TargetErrorRateHigh|ErrorBudget.*|VigilCheckFailing|"
+    Scenario("downstream_error_storm", "the pricing dependency fails; the breaker opens, then recovers",
+             "error", lambda c: c.target.inject(downstream_errors=True), _now, "TargetDownstreamErrors",
+             r"TargetDownstreamErrors|TargetErrorRateHigh|ErrorBudget.*|ForecastAnomalySustained|"
              r"TargetTrafficAnomaly",
-             "auto", 60, primary_metric='demo_db_pool_connections_in_use{job="demo"}'),
+             "auto", 90, recover=lambda c: c.target.inject(downstream_errors=False), recover_after=20,
+             primary_metric='sum(rate(demo_downstream_requests_total{job="demo",result="error"}[5s]))'),
     Scenario("no_procedure", "half of all requests fail; no procedure matches, so a human is paged",
              "error", lambda c: c.target.inject(error_rate=0.5), _now, "TargetErrorRateHigh",
              r"TargetErrorRateHigh|ErrorBudget.*|VigilCheckFailing|Forecast.*|TargetTrafficAnomaly",
              "escalate", 60,
              primary_metric='sum(rate(http_requests_total{job="demo",status=~"5.."}[5s]))'),
-    Scenario("verification_fails", "config drift whose baseline is also wrong; restore fails, rolled back and escalated",
-             "config", _corrupt_baseline_then_drift, _now, "TargetConfigDrift",
-             r"TargetConfigDrift|CorsMethodBlocked|ConfigScoreDropping|VigilRemediationFailed",
-             "escalate", 180, primary_metric='demo_config_drift{job="demo"}'),
 )
 
 
@@ -453,34 +484,82 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--control-duration", type=float, default=None,
                         help="length of the control run (default: 600 s)")
     parser.add_argument("--workdir", default=None, help="stack working directory (default: temp)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="run the control on the same stack as the faults, before them, "
+                             "instead of on a second stack beside them")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in names]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(names)}")
     chosen = [s for s in SCENARIOS if not args.names or s.name in args.names]
+    control = [s for s in chosen if s.kind == "control"]
+    faults = [s for s in chosen if s.kind != "control"]
+    parallel = bool(control and faults) and not args.sequential
     stop_on_sigterm()
+    started = time.monotonic()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vigil-scenarios-"))
-    human = WebhookReceiver().start()
-    stack = Stack(workdir, am_transform=lambda d: _human_receivers(d, human.url))
+    humans: list[Any] = []
+    stacks: list[Stack] = []
+
+    def new_stack(path: Path, *, default_ports: bool) -> Stack:
+        human = WebhookReceiver().start()
+        humans.append(human)
+        stack = Stack(path, prefer_default_ports=default_ports,
+                      am_transform=lambda d: _human_receivers(d, human.url))
+        stacks.append(stack)
+        return stack
+
     results: list[ScenarioResult] = []
+    control_results: list[ScenarioResult] = []
+    errors: list[BaseException] = []
+    say = lambda m: print(m, flush=True)  # noqa: E731
     try:
+        if parallel:
+            # The control run gets a stack of its own and runs beside the fault scenarios:
+            # the suite then lasts max(control, faults) instead of their sum, and no fault's
+            # tail (slow SLO windows) can leak into the control's count.
+            print(f"starting the control stack in {workdir / 'control'}", flush=True)
+            control_stack = new_stack(workdir / "control", default_ports=False)
+            control_stack.start(log=lambda m: print(f"  [control] {m}", flush=True))
         print(f"starting the stack in {workdir}", flush=True)
+        stack = new_stack(workdir, default_ports=True)
         stack.start(log=lambda m: print(f"  {m}", flush=True))
-        for scenario in chosen:
+        thread = None
+        if parallel:
+            def run_control() -> None:
+                try:
+                    control_results.append(run_scenario(
+                        control_stack, control[0], humans[0], duration=args.control_duration,
+                        log=say))
+                except Exception as exc:  # noqa: BLE001 - reported by the main thread
+                    errors.append(exc)
+
+            thread = threading.Thread(target=run_control, name="control", daemon=True)
+            thread.start()
+        for scenario in (faults if parallel else chosen):
             duration = args.control_duration if scenario.kind == "control" else args.duration
-            results.append(run_scenario(stack, scenario, human, duration=duration,
-                                        log=lambda m: print(m, flush=True)))
+            results.append(run_scenario(stack, scenario, humans[-1], duration=duration, log=say))
+        if thread is not None:
+            while thread.is_alive():
+                thread.join(1)
+            if errors:
+                raise errors[0]
     except KeyboardInterrupt:
         print("interrupted; scoring what ran", file=sys.stderr)
     except (TimeoutError, RuntimeError, requests.RequestException) as exc:
         print(f"vigil scenarios: error: {exc}", file=sys.stderr)
         return 1
     finally:
-        stack.stop()
-        human.stop()
+        for one in stacks:
+            one.stop()
+        for human in humans:
+            human.stop()
+    results = control_results + results
     card = Scorecard(results)
     out = Path(args.output_dir)
     card.write(out)
     card.print()
-    print(f"\nwrote {out / 'scorecard.json'}, {out / 'scorecard.md'} and timelines in {out}")
+    print(f"\nwall time {time.monotonic() - started:.0f}s ({len(results)} scenarios"
+          + (", the control on its own stack beside the faults" if parallel else "") + ")")
+    print(f"wrote {out / 'scorecard.json'}, {out / 'scorecard.md'} and timelines in {out}")
     return 0

@@ -30,6 +30,14 @@ def _fmt(value: float | None, unit: str = "s") -> str:
     return f"{value:.0f}{unit}" if unit == "s" else f"{value:.0%}"
 
 
+def _as_expected(r: ScenarioResult) -> bool:
+    """Did the scenario end the way it declared it should?"""
+    wanted = {"auto": ("auto_resolved",), "escalate": ("escalated",),
+              "detect": ("detected", "escalated", "auto_resolved", "mitigated"),
+              "none": ("quiet",)}
+    return r.outcome in wanted.get(r.expect, ())
+
+
 @dataclass
 class Scorecard:
     results: list[ScenarioResult]
@@ -37,6 +45,7 @@ class Scorecard:
     def aggregate(self) -> dict[str, Any]:
         faults = [r for r in self.results if r.kind != "control"]
         predictable = [r for r in faults if r.predicted is not None]
+        remediable = [r for r in faults if r.expect == "auto"]
         resolved = [r for r in faults if r.outcome == "auto_resolved"]
         mttrs = sorted(r.recovery_seconds for r in resolved if r.recovery_seconds is not None)
         all_alerts = sum(len(r.alerts) for r in self.results)
@@ -49,6 +58,14 @@ class Scorecard:
             if predictable else None,
             "predictable_scenarios": len(predictable),
             "auto_resolved_share": len(resolved) / len(faults) if faults else None,
+            # the strict share above counts every fault, including those whose right outcome is
+            # a human (secret, schema, no procedure, failed verification); this one counts only
+            # faults with a bundled procedure (expect == auto)
+            "auto_resolved_share_remediable": (
+                sum(1 for r in remediable if r.outcome == "auto_resolved") / len(remediable))
+            if remediable else None,
+            "expected_outcome_share": (sum(1 for r in faults if _as_expected(r)) / len(faults))
+            if faults else None,
             "mttr_mean_seconds": statistics.fmean(mttrs) if mttrs else None,
             "mttr_p90_seconds": mttrs[min(len(mttrs) - 1, int(round(0.9 * (len(mttrs) - 1))))]
             if mttrs else None,
@@ -106,6 +123,7 @@ class Scorecard:
             target = _fmt(v["target"], "%" if pct else "s")
             met = "-" if v["met"] is None else ("yes" if v["met"] else "no")
             lines.append(f"| {v['label']} | {value} | {target} | {met} |")
+        lines += ["", self.secondary()]
         return "\n".join(lines) + "\n"
 
     def print(self) -> None:
@@ -128,6 +146,16 @@ class Scorecard:
                             _fmt(v["target"], "%" if pct else "s"),
                             "-" if v["met"] is None else ("yes" if v["met"] else "NO"))
         console.print(summary)
+        console.print(self.secondary())
+
+    def secondary(self) -> str:
+        """The figures printed beside the mission metrics."""
+        agg = self.aggregate()
+        return ("also: auto-resolved among faults with a bundled procedure "
+                f"{_fmt(agg['auto_resolved_share_remediable'], '%')}; outcome as expected "
+                f"{_fmt(agg['expected_outcome_share'], '%')}; MTTR p90 {_fmt(agg['mttr_p90_seconds'])}; "
+                f"{agg['false_positive_alerts']} false of {agg['alerts_total']} alerts; "
+                f"{agg['predictable_scenarios']} scenarios with a failure moment to predict")
 
     def write(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ shuts everything down cleanly on Ctrl-C (or after --duration seconds).
 from __future__ import annotations
 
 import importlib.util
+import math
 import shutil
 import signal
 import socket
@@ -49,6 +50,9 @@ DEFAULT_PORTS = {"demo": 8080, "vigil-exporter": 9115, "vigil-forecaster": 9116,
 
 # The exporter probes the target while Prometheus waits: a 1 s scrape timeout leaves its
 # checks half a second on a busy machine and reads as "exporter down". 3 s is still fast.
+# Peak of the demo traffic's daily cycle, requests per second (the trough is a third of it).
+TRAFFIC_PEAK_RPS = 6.0
+
 JOB_SETTINGS = {"vigil-exporter": {"scrape_interval": "3s", "scrape_timeout": "3s"}}
 
 
@@ -216,15 +220,21 @@ class Stack:
         raise TimeoutError(f"not every job is up in Prometheus after {timeout:.0f}s: "
                            + ", ".join(f"{r['metric']['job']}={r['value'][1]}" for r in self.query("up")))
 
+    def traffic_rate(self, at: float) -> float:
+        """Requests per second the traffic thread sends at a time: a daily cycle (one
+        compressed day lasts 86400 / time_scale seconds) between a third and the full peak."""
+        day = 86400.0 / self.time_scale
+        return TRAFFIC_PEAK_RPS * (2.0 + math.sin(2.0 * math.pi * (at % day) / day)) / 3.0
+
     def _traffic(self) -> None:
-        """A browser-like client: a few requests a second, with an Origin, like real users."""
+        """A browser-like client with a daily load cycle, sending an Origin like real users."""
         assert self.target is not None
         origin = {"Origin": "https://app.example.com"}
         calls = [("GET", "/api/v1/items", None), ("GET", "/api/v1/items/1", None),
                  ("PATCH", "/api/v1/items/1", {"stock": 10}), ("GET", "/api/v1/users", None),
                  ("GET", "/api/v1/quote", None), ("GET", "/api/v1/orders/summary", None)]
         i = 0
-        while not self._stop_traffic.wait(0.2):
+        while not self._stop_traffic.wait(1.0 / self.traffic_rate(time.time())):
             method, path, body = calls[i % len(calls)]
             i += 1
             try:
