@@ -192,6 +192,9 @@ class IncidentGroup(Base):
     root_alertname: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
     ranking: Mapped[Any] = mapped_column(JSONType)  # [{incident, alertname, score, evidence}]
     ranked_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    # members (incident_intel rows), kept with them under the correlation lock, so that
+    # finding a group with room is not a count over every member of every group in a storm
+    member_count: Mapped[int] = mapped_column(sa.Integer, server_default="0")
 
 
 class IncidentIntel(Base):

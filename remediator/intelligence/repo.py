@@ -29,6 +29,47 @@ REAL_RESULTS = ("succeeded", "failed", "rolled_back")
 CANDIDATE_GROUPS = 50  # live groups in the window an alert is compared with (most recent first)
 
 
+# Correlation's statements, built once: a statement object reused keeps its compiled form and
+# cache key, where building it per alert cost more CPU than PostgreSQL spent running it.
+_KNOWN = (sa.select(IncidentIntel.incident_id, IncidentIntel.group_id)
+          .where(IncidentIntel.incident_id.in_(sa.bindparam("ids", expanding=True))))
+_NEW = (sa.select(Incident.id, Incident.alertname, Incident.alert_starts_at, Alert.labels)
+        .join(Alert, Alert.id == Incident.alert_id)
+        .where(Incident.id.in_(sa.bindparam("ids", expanding=True))))
+_COUNTS = (sa.select(IncidentGroup.id, IncidentGroup.member_count)
+           .where(IncidentGroup.id.in_(sa.bindparam("ids", expanding=True))))
+# a group is live while a member still needs work, or still fires without having been fixed
+# (escalated, failed); a group whose incidents were all fixed is history
+_LIVE = (sa.select(IncidentIntel.incident_id)
+         .join(Incident, Incident.id == IncidentIntel.incident_id)
+         .join(Alert, Alert.id == Incident.alert_id)
+         .where(IncidentIntel.group_id == IncidentGroup.id,
+                sa.or_(Incident.state.in_(ACTIVE_INCIDENT_STATES),
+                       sa.and_(Alert.status == "firing", Incident.state != "resolved")))
+         .limit(1))
+# bounded work per alert in a storm: the most recent live groups in the window, none at the
+# size cap. Full groups are skipped on member_count without looking at their members, and
+# "live" is a per-group subquery with LIMIT 1: written as EXISTS, PostgreSQL made it a
+# semi-join that computed liveness for every incident in the store, on every alert.
+_CANDIDATES = (sa.select(IncidentGroup.id, IncidentGroup.first_alert_at,
+                         IncidentGroup.last_alert_at, IncidentGroup.services, IncidentGroup.shared)
+               .where(IncidentGroup.last_alert_at >= sa.bindparam("lo"),
+                      IncidentGroup.first_alert_at <= sa.bindparam("hi"),
+                      IncidentGroup.member_count < sa.bindparam("max_size"),
+                      _LIVE.scalar_subquery().is_not(None))
+               .order_by(IncidentGroup.last_alert_at.desc()).limit(sa.bindparam("n")))
+_NEW_GROUP = sa.insert(IncidentGroup).returning(IncidentGroup.id)
+_JOIN_GROUP = (sa.update(IncidentGroup).where(IncidentGroup.id == sa.bindparam("gid"))
+               .values(updated_at=sa.bindparam("now"), services=sa.bindparam("services_"),
+                       shared=sa.bindparam("shared_"), first_alert_at=sa.bindparam("first"),
+                       last_alert_at=sa.bindparam("last"),
+                       member_count=IncidentGroup.member_count + 1))
+_NEW_MEMBER = sa.insert(IncidentIntel)
+_SET_FINDINGS = (sa.update(IncidentIntel)
+                 .where(IncidentIntel.incident_id.in_(sa.bindparam("ids", expanding=True)))
+                 .values(findings=sa.bindparam("findings_")))
+
+
 def signature_of(alertname: str, role: str) -> str:
     return f"{alertname}/{role or '-'}"
 
@@ -56,71 +97,52 @@ class IntelRepo:
         with self.engine.begin() as conn:
             if self.store.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7431000011)"))
-            groups = {i: g for i in incident_ids if (g := self._assign(conn, i)) is not None}
+            ids = list(dict.fromkeys(incident_ids))
+            groups: dict[int, int] = {int(r.incident_id): int(r.group_id)
+                                      for r in conn.execute(_KNOWN, {"ids": ids})}
+            rows = {int(r.id): r for r in conn.execute(_NEW, {"ids": ids})}
+            for i in ids:
+                if i not in groups and i in rows:
+                    groups[i] = self._assign(conn, i, rows[i])
             if not groups:
                 return {}
-            counts = {int(r[0]): int(r[1]) for r in conn.execute(
-                sa.select(IncidentIntel.group_id, sa.func.count())
-                .where(IncidentIntel.group_id.in_(set(groups.values())))
-                .group_by(IncidentIntel.group_id))}
+            counts = {int(r[0]): int(r[1])
+                      for r in conn.execute(_COUNTS, {"ids": sorted(set(groups.values()))})}
             return {i: (g, int(counts.get(g, 1))) for i, g in groups.items()}
 
-    def _assign(self, conn: sa.Connection, incident_id: int) -> int | None:
+    def _assign(self, conn: sa.Connection, incident_id: int, row: Any) -> int:
         st = self.settings
-        known = conn.execute(sa.select(IncidentIntel.group_id)
-                             .where(IncidentIntel.incident_id == incident_id)).scalar()
-        if known is not None:
-            return int(known)
-        row = conn.execute(sa.select(Incident.alertname, Incident.alert_starts_at, Alert.labels)
-                           .join(Alert, Alert.id == Incident.alert_id)
-                           .where(Incident.id == incident_id)).first()
-        if row is None:
-            return None
         labels = dict(row.labels or {})
         starts = row.alert_starts_at
         service = service_of(labels, st)
         shared = shared_values(labels, st)
-        lo = starts - timedelta(seconds=st.window)
-        hi = starts + timedelta(seconds=st.window)
-        # a group is live while a member still needs work, or still fires without having
-        # been fixed (escalated, failed); a group whose incidents were all fixed is history
-        live = (sa.select(IncidentIntel.incident_id)
-                .join(Incident, Incident.id == IncidentIntel.incident_id)
-                .join(Alert, Alert.id == Incident.alert_id)
-                .where(IncidentIntel.group_id == IncidentGroup.id,
-                       sa.or_(Incident.state.in_(ACTIVE_INCIDENT_STATES),
-                              sa.and_(Alert.status == "firing", Incident.state != "resolved"))))
-        size = (sa.select(sa.func.count()).select_from(IncidentIntel)
-                .where(IncidentIntel.group_id == IncidentGroup.id).scalar_subquery())
-        # bounded work per alert in a storm: the most recent live groups, none at the size cap
-        cands = conn.execute(sa.select(IncidentGroup).where(
-            IncidentGroup.last_alert_at >= lo, IncidentGroup.first_alert_at <= hi,
-            live.exists(), size < st.max_group_size)
-            .order_by(IncidentGroup.last_alert_at.desc()).limit(CANDIDATE_GROUPS)).all()
+        cands = conn.execute(_CANDIDATES, {
+            "lo": starts - timedelta(seconds=st.window), "hi": starts + timedelta(seconds=st.window),
+            "max_size": st.max_group_size, "n": CANDIDATE_GROUPS}).all()
         views = [GroupView(g.id, g.last_alert_at, list(g.services or []), dict(g.shared or {}))
                  for g in cands]
         gid = pick_group(views, starts, service, shared, st)
         now = utcnow()
         if gid is None:
-            gid = int(conn.execute(sa.insert(IncidentGroup).values(
-                opened_at=now, updated_at=now, first_alert_at=starts, last_alert_at=starts,
-                services=[service] if service else [], shared=shared,
-                root_incident_id=incident_id, root_alertname=row.alertname, ranking=[],
-            ).returning(IncidentGroup.id)).scalar_one())
+            gid = int(conn.execute(_NEW_GROUP, {
+                "opened_at": now, "updated_at": now, "first_alert_at": starts,
+                "last_alert_at": starts, "services": [service] if service else [],
+                "shared": shared, "root_incident_id": incident_id,
+                "root_alertname": row.alertname, "ranking": [], "member_count": 1,
+            }).scalar_one())
         else:
             g = next(c for c in cands if c.id == gid)
             services = sorted(set(g.services or []) | ({service} if service else set()))
             merged = {k: list(v) for k, v in (g.shared or {}).items()}
             for k, vals in shared.items():
                 merged[k] = sorted(set(merged.get(k, [])) | set(vals))
-            conn.execute(sa.update(IncidentGroup).where(IncidentGroup.id == gid).values(
-                updated_at=now, services=services, shared=merged,
-                first_alert_at=min(g.first_alert_at, starts),
-                last_alert_at=max(g.last_alert_at, starts)))
+            conn.execute(_JOIN_GROUP, {
+                "gid": gid, "now": now, "services_": services, "shared_": merged,
+                "first": min(g.first_alert_at, starts), "last": max(g.last_alert_at, starts)})
         role = st.roles.get(service, "")
-        conn.execute(sa.insert(IncidentIntel).values(
-            incident_id=incident_id, group_id=gid, service=service, role=role,
-            signature=signature_of(row.alertname, role), findings=[], impact=None))
+        conn.execute(_NEW_MEMBER, {
+            "incident_id": incident_id, "group_id": gid, "service": service, "role": role,
+            "signature": signature_of(row.alertname, role), "findings": [], "impact": None})
         return gid
 
     def members(self, group_id: int) -> list[dict[str, Any]]:
@@ -149,10 +171,8 @@ class IntelRepo:
         """Store a ranking unless members joined since it was computed (a newer one follows)."""
         now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(sa.select(IncidentGroup.id).where(IncidentGroup.id == group_id)
-                         .with_for_update())
-            count = conn.execute(sa.select(sa.func.count()).select_from(IncidentIntel)
-                                 .where(IncidentIntel.group_id == group_id)).scalar_one()
+            count = conn.execute(sa.select(IncidentGroup.member_count)
+                                 .where(IncidentGroup.id == group_id).with_for_update()).scalar()
             if count != len(ranking):
                 return False
             top = ranking[0] if ranking else None
@@ -160,9 +180,12 @@ class IntelRepo:
                 ranking=ranking, ranked_at=now, updated_at=now,
                 root_incident_id=top["incident"] if top else None,
                 root_alertname=top["alertname"] if top else None))
+            # one statement per distinct list (usually one for the whole group), not per member
+            by_value: dict[tuple[str, ...], list[int]] = {}
             for inc_id, checks in findings.items():
-                conn.execute(sa.update(IncidentIntel).where(IncidentIntel.incident_id == inc_id)
-                             .values(findings=sorted(set(checks))))
+                by_value.setdefault(tuple(sorted(set(checks))), []).append(inc_id)
+            for checks_, ids in by_value.items():
+                conn.execute(_SET_FINDINGS, {"ids": ids, "findings_": list(checks_)})
             return True
 
     def save_impact(self, incident_id: int, impact: dict[str, Any]) -> None:

@@ -28,6 +28,6 @@ def test_migrations_match_models_and_are_repeatable(url: str) -> None:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
             version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0002"  # 0002: incident intelligence (docs/incidents.md)
+        assert version == "0003"  # 0003: incident_groups.member_count
     finally:
         store.dispose()
