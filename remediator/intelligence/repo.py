@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,13 +28,31 @@ __all__ = ["IntelRepo", "signature_of"]
 
 REAL_RESULTS = ("succeeded", "failed", "rolled_back")
 CANDIDATE_GROUPS = 50  # live groups in the window an alert is compared with (most recent first)
+BATCH_CANDIDATES = 200  # candidate groups a batch's window may hold to be grouped in memory
+
+
+@dataclass
+class _Group:
+    """A candidate group while a batch is grouped in memory (id None: created by the batch)."""
+
+    id: int | None
+    order: int  # tie-break among equal last_alert_at: the newer group first
+    first: datetime
+    last: datetime
+    services: list[str]
+    shared: dict[str, list[str]]
+    members: int
+    live: bool
+    added: int = 0
+    root: tuple[int, str] | None = None  # (incident, alertname) of a group the batch creates
 
 
 # Correlation's statements, built once: a statement object reused keeps its compiled form and
 # cache key, where building it per alert cost more CPU than PostgreSQL spent running it.
 _KNOWN = (sa.select(IncidentIntel.incident_id, IncidentIntel.group_id)
           .where(IncidentIntel.incident_id.in_(sa.bindparam("ids", expanding=True))))
-_NEW = (sa.select(Incident.id, Incident.alertname, Incident.alert_starts_at, Alert.labels)
+_NEW = (sa.select(Incident.id, Incident.alertname, Incident.alert_starts_at, Incident.state,
+                  Alert.labels, Alert.status.label("alert_status"))
         .join(Alert, Alert.id == Incident.alert_id)
         .where(Incident.id.in_(sa.bindparam("ids", expanding=True))))
 _COUNTS = (sa.select(IncidentGroup.id, IncidentGroup.member_count)
@@ -52,18 +71,20 @@ _LIVE = (sa.select(IncidentIntel.incident_id)
 # "live" is a per-group subquery with LIMIT 1: written as EXISTS, PostgreSQL made it a
 # semi-join that computed liveness for every incident in the store, on every alert.
 _CANDIDATES = (sa.select(IncidentGroup.id, IncidentGroup.first_alert_at,
-                         IncidentGroup.last_alert_at, IncidentGroup.services, IncidentGroup.shared)
+                         IncidentGroup.last_alert_at, IncidentGroup.services, IncidentGroup.shared,
+                         IncidentGroup.member_count)
                .where(IncidentGroup.last_alert_at >= sa.bindparam("lo"),
                       IncidentGroup.first_alert_at <= sa.bindparam("hi"),
                       IncidentGroup.member_count < sa.bindparam("max_size"),
                       _LIVE.scalar_subquery().is_not(None))
-               .order_by(IncidentGroup.last_alert_at.desc()).limit(sa.bindparam("n")))
-_NEW_GROUP = sa.insert(IncidentGroup).returning(IncidentGroup.id)
+               .order_by(IncidentGroup.last_alert_at.desc(), IncidentGroup.id.desc())
+               .limit(sa.bindparam("n")))
+_NEW_GROUP = sa.insert(IncidentGroup).returning(IncidentGroup.id, sort_by_parameter_order=True)
 _JOIN_GROUP = (sa.update(IncidentGroup).where(IncidentGroup.id == sa.bindparam("gid"))
                .values(updated_at=sa.bindparam("now"), services=sa.bindparam("services_"),
                        shared=sa.bindparam("shared_"), first_alert_at=sa.bindparam("first"),
                        last_alert_at=sa.bindparam("last"),
-                       member_count=IncidentGroup.member_count + 1))
+                       member_count=IncidentGroup.member_count + sa.bindparam("added")))
 _NEW_MEMBER = sa.insert(IncidentIntel)
 _SET_FINDINGS = (sa.update(IncidentIntel)
                  .where(IncidentIntel.incident_id.in_(sa.bindparam("ids", expanding=True)))
@@ -101,14 +122,88 @@ class IntelRepo:
             groups: dict[int, int] = {int(r.incident_id): int(r.group_id)
                                       for r in conn.execute(_KNOWN, {"ids": ids})}
             rows = {int(r.id): r for r in conn.execute(_NEW, {"ids": ids})}
-            for i in ids:
-                if i not in groups and i in rows:
-                    groups[i] = self._assign(conn, i, rows[i])
+            todo = [rows[i] for i in ids if i not in groups and i in rows]
+            batch = self._assign_batch(conn, todo) if todo else {}
+            if batch is None:  # too many groups to hold: one alert at a time, in the store
+                batch = {int(r.id): self._assign(conn, int(r.id), r) for r in todo}
+            groups.update(batch)
             if not groups:
                 return {}
             counts = {int(r[0]): int(r[1])
                       for r in conn.execute(_COUNTS, {"ids": sorted(set(groups.values()))})}
             return {i: (g, int(counts.get(g, 1))) for i, g in groups.items()}
+
+    def _assign_batch(self, conn: sa.Connection, todo: list[Any]) -> dict[int, int] | None:
+        """Group a batch in memory from one read of the candidate groups, then write it.
+
+        Decides as _assign does alert by alert (the same candidates per alert, in the same
+        order), with a handful of statements per batch instead of three per alert. None when
+        the batch's window holds BATCH_CANDIDATES or more candidate groups.
+        """
+        st = self.settings
+        span = timedelta(seconds=st.window)
+        first = min(r.alert_starts_at for r in todo)
+        last = max(r.alert_starts_at for r in todo)
+        fetched = conn.execute(_CANDIDATES, {"lo": first - span, "hi": last + span,
+                                             "max_size": st.max_group_size,
+                                             "n": BATCH_CANDIDATES}).all()
+        if len(fetched) >= BATCH_CANDIDATES:
+            return None
+        groups = [_Group(int(g.id), int(g.id), g.first_alert_at, g.last_alert_at,
+                         list(g.services or []), dict(g.shared or {}), int(g.member_count), True)
+                  for g in fetched]
+        order = max((g.order for g in groups), default=0)
+        members: list[tuple[int, _Group, str, str, str]] = []
+        for r in todo:
+            labels = dict(r.labels or {})
+            starts = r.alert_starts_at
+            service = service_of(labels, st)
+            shared = shared_values(labels, st)
+            lo, hi = starts - span, starts + span
+            cands = sorted((g for g in groups if g.live and g.members < st.max_group_size
+                            and g.last >= lo and g.first <= hi),
+                           key=lambda g: (g.last, g.order), reverse=True)[:CANDIDATE_GROUPS]
+            pick = pick_group([GroupView(k, g.last, list(g.services), dict(g.shared))
+                               for k, g in enumerate(cands)], starts, service, shared, st)
+            live = r.state in ACTIVE_INCIDENT_STATES or (r.alert_status == "firing"
+                                                         and r.state != "resolved")
+            if pick is None:
+                order += 1
+                g = _Group(None, order, starts, starts, [service] if service else [], shared, 1,
+                           live, root=(int(r.id), r.alertname))
+                groups.append(g)
+            else:
+                g = cands[pick]
+                g.services = sorted(set(g.services) | ({service} if service else set()))
+                merged = {k: list(v) for k, v in g.shared.items()}
+                for k, vals in shared.items():
+                    merged[k] = sorted(set(merged.get(k, [])) | set(vals))
+                g.shared = merged
+                g.first, g.last = min(g.first, starts), max(g.last, starts)
+                g.members += 1
+                g.added += 1
+            role = st.roles.get(service, "")
+            members.append((int(r.id), g, service, role, signature_of(r.alertname, role)))
+        now = utcnow()
+        created = [g for g in groups if g.id is None]
+        if created:
+            ids = conn.execute(_NEW_GROUP, [
+                {"opened_at": now, "updated_at": now, "first_alert_at": g.first,
+                 "last_alert_at": g.last, "services": g.services, "shared": g.shared,
+                 "root_incident_id": g.root[0], "root_alertname": g.root[1], "ranking": [],
+                 "member_count": g.members} for g in created]).scalars().all()
+            for g, gid in zip(created, ids, strict=True):
+                g.id = int(gid)
+        for g in groups:
+            if g.added and g.root is None:
+                conn.execute(_JOIN_GROUP, {"gid": g.id, "now": now, "services_": g.services,
+                                           "shared_": g.shared, "first": g.first,
+                                           "last": g.last, "added": g.added})
+        conn.execute(_NEW_MEMBER, [
+            {"incident_id": i, "group_id": g.id, "service": service, "role": role,
+             "signature": signature, "findings": [], "impact": None}
+            for i, g, service, role, signature in members])
+        return {i: int(g.id) for i, g, *_ in members}  # type: ignore[arg-type]
 
     def _assign(self, conn: sa.Connection, incident_id: int, row: Any) -> int:
         st = self.settings
@@ -138,7 +233,8 @@ class IntelRepo:
                 merged[k] = sorted(set(merged.get(k, [])) | set(vals))
             conn.execute(_JOIN_GROUP, {
                 "gid": gid, "now": now, "services_": services, "shared_": merged,
-                "first": min(g.first_alert_at, starts), "last": max(g.last_alert_at, starts)})
+                "first": min(g.first_alert_at, starts), "last": max(g.last_alert_at, starts),
+                "added": 1})
         role = st.roles.get(service, "")
         conn.execute(_NEW_MEMBER, {
             "incident_id": incident_id, "group_id": gid, "service": service, "role": role,
