@@ -117,6 +117,30 @@ def _warm_params(model: Any) -> Params:
     return out
 
 
+def _usable_init(init: Params | None) -> Params | None:
+    """The previous fit's parameters, unless they cannot start an optimiser.
+
+    A history that the trend fits exactly (a constant, or a few points) leaves sigma_obs near
+    0 (1e-16 seen); L-BFGS started there diverges (yhat of 1e21 bytes for a flat memory
+    series), so such a fit is refitted cold instead.
+    """
+    if init is None:
+        return None
+    values = [np.asarray(v, dtype=float) for v in init.values()]
+    if not all(np.all(np.isfinite(v)) for v in values) or float(init["sigma_obs"]) < 1e-6:
+        return None
+    return init
+
+
+def _sane(resid: np.ndarray, values: np.ndarray) -> bool:
+    """A fit is usable when its in-sample errors are finite and not far beyond the data's range."""
+    if not np.all(np.isfinite(resid)):
+        return False
+    spread = float(np.ptp(values)) if len(values) else 0.0
+    scale = float(np.max(np.abs(values))) if len(values) else 0.0
+    return float(np.max(np.abs(resid), initial=0.0)) <= 10.0 * spread + 1e-6 * scale
+
+
 def _to_ds(ts: np.ndarray) -> Any:
     import pandas as pd
 
@@ -133,36 +157,43 @@ def fit_series(req: FitRequest) -> FitResult:
 
         ts, vs = _bucket(req.timestamps, req.values, req.max_fit_points)
         df = pd.DataFrame({"ds": _to_ds(ts), "y": vs})
-        model = Prophet(daily_seasonality=req.daily, weekly_seasonality=req.weekly,
-                        yearly_seasonality=req.yearly, interval_width=req.interval_width,
-                        uncertainty_samples=req.uncertainty_samples)
-        init = req.init
-        warm = False
+
+        def new_model() -> Any:
+            return Prophet(daily_seasonality=req.daily, weekly_seasonality=req.weekly,
+                           yearly_seasonality=req.yearly, interval_width=req.interval_width,
+                           uncertainty_samples=req.uncertainty_samples)
+
+        def residuals(fitted: Any) -> np.ndarray:
+            # in-sample prediction on the raw points: residuals at the native resolution
+            raw = fitted.predict(pd.DataFrame({"ds": _to_ds(req.timestamps)}))
+            return np.asarray(req.values - raw["yhat"].to_numpy(), dtype=float)
+
+        init = _usable_init(req.init)
+        model, resid, warm = None, np.array([]), False
         if init is not None:
             try:
+                model = new_model()
                 model.fit(df, init=init)
-                warm = True
+                resid, warm = residuals(model), True
             except Exception:  # noqa: BLE001 - shapes changed (new seasonality, fewer points)
-                model = Prophet(daily_seasonality=req.daily, weekly_seasonality=req.weekly,
-                                yearly_seasonality=req.yearly, interval_width=req.interval_width,
-                                uncertainty_samples=req.uncertainty_samples)
-                model.fit(df)
-        else:
+                model = None
+            if warm and not _sane(resid, req.values):  # L-BFGS diverged from the old optimum
+                model, warm = None, False
+        if model is None:
+            model = new_model()
             model.fit(df)
+            resid = residuals(model)
         end = float(req.timestamps[-1])
         grid = end + req.step * np.arange(0, int(req.horizon // req.step) + 1)
-        # in-sample prediction on the raw points gives residuals at the native resolution
-        raw = model.predict(pd.DataFrame({"ds": _to_ds(req.timestamps)}))
-        resid = req.values - raw["yhat"].to_numpy()
         future = model.predict(pd.DataFrame({"ds": _to_ds(grid)}))
         yhat = future["yhat"].to_numpy()
+        span = max(float(req.timestamps[-1] - req.timestamps[0]), req.step)
         if req.uncertainty_samples > 0:
             lower = future["yhat_lower"].to_numpy()
             upper = future["yhat_upper"].to_numpy()
         else:
             alpha = (1.0 - req.interval_width) / 2.0
             q_lo, q_hi = np.quantile(resid, [alpha, 1.0 - alpha])
-            span = max(float(req.timestamps[-1] - req.timestamps[0]), req.step)
             widen = np.sqrt(1.0 + (grid - end) / span)
             lower = yhat + q_lo * widen
             upper = yhat + q_hi * widen
