@@ -149,6 +149,12 @@ class ForecastConfig(StrictModel):
     # anomaly persistence: flag when `anomaly_points` of the last `anomaly_window` points are out
     anomaly_points: int = Field(default=3, ge=1)
     anomaly_window: int = Field(default=5, ge=1)
+    # which side of the band counts: `above` for capacity forecasts, where only growth hurts
+    anomaly_direction: Literal["both", "above", "below"] = "both"
+    # the band is calibrated on this many of the series' latest out-of-sample residuals, and
+    # the flag stays down until at least `calibration_min_points` of them are known
+    calibration_window: int = Field(default=1000, ge=1, le=100_000)
+    calibration_min_points: int = Field(default=40, ge=1)
     max_fit_points: int = Field(default=1500, ge=50)
     counter: Literal["auto", "never"] = "auto"
 
@@ -166,6 +172,8 @@ class ForecastConfig(StrictModel):
             raise ValueError("horizon must be at least one step")
         if self.anomaly_points > self.anomaly_window:
             raise ValueError("anomaly_points must not exceed anomaly_window")
+        if self.calibration_min_points > self.calibration_window:
+            raise ValueError("calibration_min_points must not exceed calibration_window")
         return self
 
 

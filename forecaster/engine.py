@@ -24,9 +24,14 @@ from vigil.forecaster.model import (
     FitResult,
     anomaly_flag,
     band_at,
+    calibrate,
+    conformal_halfwidth,
     fit_series,
+    is_outside,
     shard_of,
     threshold_eta,
+    widen_at,
+    widen_band,
 )
 from vigil.forecaster.promapi import (
     PrometheusClient,
@@ -62,7 +67,14 @@ class SeriesState:
     status: str = "pending"  # ok | insufficient_history | error | pending
     detail: str = ""
     result: FitResult | None = None
+    # result with its band calibrated on the out-of-sample residuals (what is published)
+    band: FitResult | None = None
     outside: deque[bool] = field(default_factory=lambda: deque(maxlen=64))
+    # horizon-normalised out-of-sample residuals: `residuals` calibrate the band, `pending`
+    # wait there until the persistence rule has judged them (anomalies join clipped)
+    residuals: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    pending: deque[list[Any]] = field(default_factory=deque)  # [residual, outside, flagged]
+    halfwidth: float | None = None  # conformal half-width of `residuals`
     evaluated_until: float = 0.0
     anomaly: bool = False
     last_value: float = math.nan
@@ -163,7 +175,11 @@ class Engine:
                 if key not in current:
                     del state.series[key]
             for key, (series, ts, vs) in current.items():
-                st = state.series.setdefault(key, SeriesState(series_labels(series.labels)))
+                st = state.series.get(key)
+                if st is None:
+                    st = state.series[key] = SeriesState(
+                        series_labels(series.labels),
+                        residuals=deque(maxlen=cfg.calibration_window))
                 st.threshold = self._match_threshold(cfg, series.labels, limits)
                 st.history_seconds = float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0
                 if len(ts):
@@ -199,6 +215,7 @@ class Engine:
                         continue
                     ok += 1
                     st.result, st.status, st.detail = res, "ok", ""
+                    st.band = self._calibrated(st)
                     st.evaluated_until = max(st.evaluated_until, res.fitted_at)
                 if ok:
                     state.last_fit = now
@@ -236,22 +253,62 @@ class Engine:
         return thr.value
 
     @staticmethod
-    def _evaluate(st: SeriesState, ts: np.ndarray, vs: np.ndarray, cfg: ForecastConfig) -> None:
-        """Compare new actual points (after the fit) against the band; apply persistence."""
-        if st.result is None:
+    def _calibrated(st: SeriesState) -> FitResult | None:
+        if st.result is None or st.halfwidth is None:
+            return st.result
+        return calibrate(st.result, st.halfwidth)
+
+    @classmethod
+    def _evaluate(cls, st: SeriesState, ts: np.ndarray, vs: np.ndarray,
+                  cfg: ForecastConfig) -> None:
+        """Check each new actual point (after the fit) against the calibrated band, in order.
+
+        Every point's horizon-normalised residual is an out-of-sample error of the model. It
+        waits in `pending` for `anomaly_window` more points, then joins the calibration
+        window. If it was outside the band and the flag rose meanwhile, it joins clipped to
+        the current half-width: it still counts as a miss, so short noise-made flags do not
+        narrow the band, but an anomaly never widens the band that should catch it.
+        Until the series has `calibration_min_points` residuals, every residual joins at once
+        and the flag stays down: the band is not yet known to be honest.
+        """
+        res = st.result
+        if res is None:
             return
         new = ts > st.evaluated_until
         if not new.any():
             return
-        _, lo, hi = band_at(st.result, ts[new])
-        y = vs[new]
-        for value, low, high in zip(y, lo, hi, strict=True):
-            if math.isnan(low):
+        t_new, y_new = ts[new], vs[new]
+        yhat, lo, hi = band_at(res, t_new)
+        widen = widen_at(res, t_new)
+        for i, (value, y0, w) in enumerate(zip(y_new, yhat, widen, strict=True)):
+            if math.isnan(y0):
                 continue  # beyond the horizon: the next retrain takes over
-            st.outside.append(bool(value < low or value > high))
-        st.evaluated_until = float(ts[new][-1])
-        st.anomaly = anomaly_flag(np.array(st.outside, dtype=bool),
-                                  cfg.anomaly_points, cfg.anomaly_window)
+            low, high = lo[i], hi[i]
+            if st.halfwidth is not None:
+                low, high = widen_band(yhat[i], low, high, w, st.halfwidth)
+            resid = float((value - y0) / w)
+            if len(st.residuals) < cfg.calibration_min_points:
+                st.outside.clear()  # judged only once the band is calibrated
+                st.anomaly, out, keep = False, False, 0
+            else:
+                out = is_outside(value, low, high, cfg.anomaly_direction)
+                st.outside.append(out)
+                st.anomaly = anomaly_flag(np.array(st.outside, dtype=bool),
+                                          cfg.anomaly_points, cfg.anomaly_window)
+                keep = cfg.anomaly_window
+            st.pending.append([resid, out, False])
+            if st.anomaly:
+                for entry in st.pending:
+                    entry[2] = entry[2] or entry[1]  # outside points of a flagged stretch
+            if len(st.pending) > keep:
+                while len(st.pending) > keep:
+                    r, _, flagged = st.pending.popleft()
+                    if flagged and st.halfwidth is not None:
+                        r = math.copysign(min(abs(r), st.halfwidth), r)
+                    st.residuals.append(r)
+                st.halfwidth = conformal_halfwidth(np.array(st.residuals), cfg.interval_width)
+        st.evaluated_until = float(t_new[-1])
+        st.band = cls._calibrated(st)
 
     # --- what gets published ---------------------------------------------------------------
     def snapshot(self, now: float | None = None) -> list[dict[str, Any]]:
@@ -269,7 +326,7 @@ class Engine:
                                             "history_seconds": st.history_seconds,
                                             "last_value": st.last_value,
                                             "last_value_timestamp": st.last_value_ts}
-                    res = st.result
+                    res = st.band or st.result
                     if res is not None:
                         yhat, lo, hi = (float(a[0]) for a in band_at(res, now))
                         eta = (threshold_eta(res, now, st.threshold, cfg.threshold.direction)

@@ -10,12 +10,17 @@ Speed tuning (see docs/forecaster.md for the measured cost):
   changepoints the way Prophet's sampled band does, so far-horizon bands are narrower for
   series whose trend changes often.
 - History is averaged into at most `max_fit_points` buckets before fitting.
+
+In-sample residuals understate the real error of a model that overfits (25 changepoints on a
+short history), so the engine also calibrates the band on out-of-sample residuals:
+`conformal_halfwidth` and `calibrate` below (split-conformal, see docs/forecaster.md).
 - A retrain starts L-BFGS from the previous fit's parameters (`Prophet.fit(df, init=...)`,
   Prophet's documented warm start), which cuts optimiser iterations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -30,10 +35,15 @@ __all__ = [
     "FitResult",
     "anomaly_flag",
     "band_at",
+    "calibrate",
+    "conformal_halfwidth",
+    "is_outside",
     "fit_series",
     "quiet_prophet",
     "shard_of",
     "threshold_eta",
+    "widen_at",
+    "widen_band",
 ]
 
 Params = dict[str, Any]
@@ -94,6 +104,9 @@ class FitResult:
     residual_scale: float = 0.0
     warm_started: bool = False
     error: str = ""
+    # history span the band widens against: the half-width at horizon h is the in-sample
+    # residual quantile times sqrt(1 + h / span); 0 means no widening (bands built elsewhere)
+    span: float = 0.0
 
 
 def _bucket(ts: np.ndarray, vs: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +213,7 @@ def fit_series(req: FitRequest) -> FitResult:
         scale = float(1.4826 * np.median(np.abs(resid - np.median(resid)))) if len(resid) else 0.0
         return FitResult(req.forecast, req.labels, end, grid, yhat, lower, upper,
                          params=_warm_params(model), residual_scale=scale, warm_started=warm,
-                         duration_seconds=time.perf_counter() - started)
+                         duration_seconds=time.perf_counter() - started, span=span)
     except Exception as exc:  # noqa: BLE001 - a bad series must not kill the pool
         empty = np.array([])
         return FitResult(req.forecast, req.labels, 0.0, empty, empty, empty, empty,
@@ -220,6 +233,60 @@ def band_at(result: FitResult, at: np.ndarray | float) -> tuple[np.ndarray, np.n
         vals[(at_arr < result.grid[0] - 1e-9) | (at_arr > result.grid[-1] + 1e-9)] = np.nan
         out.append(vals)
     return out[0], out[1], out[2]
+
+
+def widen_at(result: FitResult, at: np.ndarray | float) -> np.ndarray:
+    """The band's horizon factor sqrt(1 + h / span) at times `at` (h = time since the fit)."""
+    at_arr = np.atleast_1d(np.asarray(at, dtype=float))
+    if result.span <= 0:
+        return np.ones(at_arr.shape)
+    return np.sqrt(1.0 + np.maximum(at_arr - result.fitted_at, 0.0) / result.span)
+
+
+def conformal_halfwidth(residuals: np.ndarray, interval_width: float) -> float | None:
+    """Split-conformal half-width of a band of coverage `interval_width` from residuals.
+
+    The score is |residual| (the standard symmetric split-conformal band, which needs far
+    fewer residuals than one quantile per side). With n residuals the half-width is the
+    ceil((n + 1) * interval_width)-th smallest score, the finite-sample rank that makes the
+    coverage hold for exchangeable errors; when n is too small for that rank the largest
+    score is used. None for no residuals.
+    """
+    scores = np.sort(np.abs(np.asarray(residuals, dtype=float)))
+    n = len(scores)
+    if n == 0:
+        return None
+    k = min(n, math.ceil((n + 1) * interval_width))
+    return float(scores[k - 1])
+
+
+def calibrate(result: FitResult, halfwidth: float) -> FitResult:
+    """The fit with its band widened to at least yhat +- halfwidth * widen (never narrowed).
+
+    `halfwidth` is a horizon-normalised out-of-sample error (`conformal_halfwidth`); each
+    side of the band becomes the wider of the in-sample band and the out-of-sample one.
+    """
+    if len(result.grid) == 0:
+        return result
+    lower, upper = widen_band(result.yhat, result.lower, result.upper,
+                              widen_at(result, result.grid), halfwidth)
+    return dataclasses.replace(result, lower=lower, upper=upper)
+
+
+def widen_band(yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, widen: np.ndarray,
+               halfwidth: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each side of the band widened to yhat -+ halfwidth * widen where that is wider."""
+    return (np.minimum(lower, yhat - halfwidth * widen),
+            np.maximum(upper, yhat + halfwidth * widen))
+
+
+def is_outside(value: float, low: float, high: float, direction: str = "both") -> bool:
+    """Whether an actual value counts against the band: `above` and `below` look at one side."""
+    if direction == "above":
+        return value > high
+    if direction == "below":
+        return value < low
+    return value < low or value > high
 
 
 def threshold_eta(result: FitResult, now: float, threshold: float, direction: str) -> float:
