@@ -22,6 +22,10 @@ def test_bundled_forecasts_cover_the_demo_target() -> None:
     assert all(f.threshold is not None for f in config.forecasts)
     budget = next(f for f in config.forecasts if f.name == "error_budget_remaining")
     assert budget.threshold is not None and budget.threshold.direction == "below"
+    # capacity forecasts flag growth only; the others keep the default, both sides
+    directions = {f.name: f.anomaly_direction for f in config.forecasts}
+    assert directions == {"memory": "above", "disk": "above", "latency": "both",
+                          "requests": "both", "error_budget_remaining": "both"}
     requests = next(f for f in config.forecasts if f.name == "requests")
     assert requests.horizon >= 7 * 86400  # capacity planning looks further ahead
 
@@ -43,6 +47,10 @@ def test_check_config_accepts_the_bundled_file() -> None:
      "Extra inputs"),
     ("forecasts:\n  - {name: m, query: up}\n  - {name: m, query: up}", "", "duplicate"),
     ("prometheus: {url: ftp://x}\nforecasts:\n  - {name: m, query: up}", "prometheus", "http"),
+    ("forecasts:\n  - {name: m, query: up, anomaly_direction: up}",
+     "forecasts[0].anomaly_direction", "'both', 'above' or 'below'"),
+    ("forecasts:\n  - {name: m, query: up, calibration_window: 10, calibration_min_points: 20}",
+     "forecasts[0]", "calibration_min_points must not exceed calibration_window"),
 ])
 def test_bad_config_names_the_key_path(tmp_path: Path, body: str, path: str, message: str) -> None:
     file = tmp_path / "forecasts.yml"
