@@ -160,9 +160,12 @@ class Store:
                     continue
                 match = batch[i][1][j]
                 dry = batch[i][2]
+                # every row has the same keys: one executemany for the batch (a batch that
+                # mixed open and escalated incidents failed on the missing escalated_at)
                 base = {"alert_id": alert_id, "fingerprint": a.fingerprint,
                         "alertname": a.labels["alertname"], "alert_starts_at": a.starts_at,
-                        "opened_at": now, "updated_at": now, "params": match.params}
+                        "opened_at": now, "updated_at": now, "params": match.params,
+                        "escalated_at": None}
                 if match.procedure is None:
                     outcome[(i, j)] = "unmatched"
                     base.update(procedure=None, target=None, state="escalated",

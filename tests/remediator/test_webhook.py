@@ -178,3 +178,26 @@ async def test_two_replicas_on_one_postgresql_run_a_procedure_once(
     await asyncio.sleep(1.0)  # both sweepers have run meanwhile
     assert runs.read_text() == "x"
     assert count_rows(store_of(a), "attempts") == 1
+
+
+def test_one_batch_mixes_open_and_escalated_incidents(database_url: str, make_config: Any) -> None:
+    # one executemany for the batch's incidents: it used to fail (and fall back to one
+    # transaction per notification) when matched and unmatched alerts shared a batch
+    from vigil.remediator.matching import match_alert
+    from vigil.remediator.payload import parse_payload
+    from vigil.remediator.store import Store
+
+    config = make_config([procedure("fix")])
+    store = Store(database_url)
+    try:
+        store.migrate()
+        batch = []
+        for i in range(4):
+            parsed = parse_payload(notification(alert("fixAlert" if i % 2 else "OtherAlert", f"c{i}")))
+            batch.append((parsed, [match_alert(config, a.as_dict()) for a in parsed.alerts], False))
+        results = store.ingest(batch)
+        assert [r.outcomes for r in results] == [["unmatched"], ["new"], ["unmatched"], ["new"]]
+        assert [len(r.new_incidents) for r in results] == [0, 1, 0, 1]
+        assert [len(r.escalate) for r in results] == [1, 0, 1, 0]
+    finally:
+        store.dispose()
