@@ -108,6 +108,7 @@ def auth_middleware(webhook: Credentials, admin: Credentials) -> Any:
 
 
 STORE_ANSWER_SECONDS = 10.0
+ADMISSIONS = 2  # admissions of committed incidents running at once (see _lifecycle)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -336,18 +337,38 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                     sweep_interval=runtime.sweep_interval)
     runtime.engine = engine
 
+    # Admission (correlation, then acting) of committed incidents. Batches committed while
+    # an admission runs wait and go together into the next one: in a storm, correlation
+    # works in large batches (each group ranked once per admission, not once per commit)
+    # instead of one task per commit competing with the webhook for the CPU. Two run at
+    # once, so a slow ranking (Prometheus evidence) does not hold up every later incident.
+    pending: tuple[list[int], list[int]] = ([], [])
+    admitting = 0
+
+    async def admit_pending() -> None:
+        nonlocal pending, admitting
+        try:
+            while pending[0] or pending[1]:
+                (new, escalate), pending = pending, ([], [])
+                try:
+                    await engine.admit(new, escalate)
+                except Exception:  # the sweeper picks up what stayed open
+                    log.exception("admitting %d incidents failed", len(new) + len(escalate))
+        finally:
+            admitting -= 1
+
     async def on_committed(results: list[IngestResult]) -> None:
-        new: list[int] = []
-        escalate: list[int] = []
+        nonlocal admitting
         for result in results:
             for incident_id in result.closed:
                 engine.cancel(incident_id)
             for _, seconds in result.resolved:
                 app[METRICS].resolution.observe(seconds)
-            new.extend(result.new_incidents)
-            escalate.extend(result.escalate)
-        if new or escalate:  # one admission per committed batch: correlation is batched too
-            runtime.spawn(engine.admit(new, escalate))
+            pending[0].extend(result.new_incidents)
+            pending[1].extend(result.escalate)
+        if (pending[0] or pending[1]) and admitting < ADMISSIONS:
+            admitting += 1
+            runtime.spawn(admit_pending())
         runtime.spawn(engine.refresh_open_count())
 
     runtime.queue = IngestQueue(store, on_committed, writers=config.store_writers)

@@ -201,3 +201,27 @@ def test_one_batch_mixes_open_and_escalated_incidents(database_url: str, make_co
         assert [len(r.escalate) for r in results] == [1, 0, 1, 0]
     finally:
         store.dispose()
+
+
+async def test_a_burst_admits_every_incident(database_url: str, make_config: Any,
+                                             start_remediator: Any) -> None:
+    # commits that land while an admission runs are admitted together by the next one:
+    # every incident of a burst is still correlated, and the open ones are acted on
+    client = await start_remediator(make_config([procedure("fix", cooldown=0, max_attempts=100)]),
+                                    database_url)
+    payloads = [notification(alert("fixAlert" if i % 2 else "OtherAlert", f"b{i:x}",
+                                   labels={"instance": f"h{i}:80"}))
+                for i in range(60)]
+    resps = await asyncio.gather(*(post(client, p) for p in payloads))
+    assert [r.status for r in resps] == [200] * 60
+
+    async def all_admitted() -> bool:
+        rows = await incidents(client, limit=100)
+        fixed = [r for r in rows if r["procedure"] == "fix"]
+        return (count_rows(store_of(client), "incident_intel") == 60 and len(fixed) == 30
+                and all(r["state"] == "resolved" for r in fixed))
+
+    await wait_until(all_admitted, what="every incident correlated and the open ones fixed")
+    assert {r["state"] for r in await incidents(client, procedure=None, limit=100)
+            if r["procedure"] is None} == {"escalated"}
+
