@@ -9,6 +9,7 @@ leaves `remediating` (an alert resolved on any replica), seen through the heartb
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -289,12 +290,13 @@ class Engine:
                       reason=f"queued work cancelled: {reason}", actor=self.actor)
 
     async def _heartbeat(self, attempt_id: int, incident_id: int, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+        # beats until the run ends (its task is cancelled then), also after a stop: a run told
+        # to stop still verifies what its steps did, and must not look orphaned meanwhile
+        while True:
             try:
                 state = await self.db(self.store.heartbeat, attempt_id, incident_id)
-                if state != "remediating":
+                if state != "remediating" and not stop.is_set():
                     stop.set()
-                    return
             except Exception:  # noqa: BLE001 - a store blip must not kill the run
                 log.warning("heartbeat failed for attempt %d", attempt_id)
             await asyncio.sleep(self.heartbeat_interval)
@@ -343,8 +345,10 @@ class Engine:
     async def _verify(self, proc: Procedure, ctx: ActionContext) -> tuple[str, str]:
         """Poll the condition until it holds `consecutive` times or the timeout passes.
 
-        Told to stop meanwhile (the alert resolved, which is often the fix showing): one last
-        check decides between passed and cancelled.
+        Told to stop meanwhile (the alert resolved, which is often the fix showing, or the
+        fix only hiding the symptom, as an open breaker hides a failing dependency): the
+        steps already changed the system, so polling goes on, read-only, until the verdict
+        or the timeout, and a fix that does not hold is still rolled back and escalated.
         """
         assert proc.verify is not None
         if not self.config.prometheus_url:
@@ -356,16 +360,18 @@ class Engine:
             ok, detail = await self._check(query)
             streak = streak + 1 if ok else 0
             if streak >= proc.verify.consecutive:
-                return "passed", detail
+                return "passed", detail + (" (the alert resolved meanwhile)"
+                                           if ctx.stop.is_set() else "")
             if time.monotonic() >= deadline:
                 return "failed", f"timed out after {proc.verify.timeout:g}s: {detail}"
+            if ctx.stop.is_set():
+                await asyncio.sleep(proc.verify.interval)
+                continue
             try:
                 await ctx.sleep(proc.verify.interval)
             except Cancelled:
-                ok, detail = await self._check(query)
-                if ok:
-                    return "passed", f"{detail} (the alert resolved meanwhile)"
-                raise
+                log.info("%s: the alert resolved during verification; verifying on",
+                         proc.name)
 
     async def _execute(self, inc: dict[str, Any], alert: dict[str, Any], proc: Procedure,
                        attempt_id: int, dry: bool, stop: asyncio.Event) -> None:
@@ -393,7 +399,7 @@ class Engine:
                 return
             steps, failure = await self._steps(proc.steps, ctx, attempt_id, "steps")
             final["steps"] = steps
-            if stop.is_set():
+            if stop.is_set() and failure is not None:  # cut short: some steps never ran
                 final.update(state="cancelled", reason="stopped: the alert resolved or work was paused")
                 return
             if failure is None:
@@ -418,7 +424,10 @@ class Engine:
             # failure: roll back, then hand over to a human
             rollback: list[dict[str, Any]] = []
             if proc.rollback:
-                rollback, _ = await self._steps(proc.rollback, ctx, attempt_id, "rollback_steps")
+                # a run told to stop still undoes its own change (verification failed after
+                # the alert resolved): the rollback gets a context that is not stopped
+                undo_ctx = dataclasses.replace(ctx, stop=asyncio.Event()) if stop.is_set() else ctx
+                rollback, _ = await self._steps(proc.rollback, undo_ctx, attempt_id, "rollback_steps")
                 final["rollback_steps"] = rollback
             result = "rolled_back" if proc.rollback else "failed"
             final.update(state=result, reason=failure)

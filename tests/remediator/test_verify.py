@@ -139,3 +139,62 @@ async def test_prometheus_rule_alertmanager_webhook_restarts_leaking_target(
     await wait_until(alert_resolved, timeout=60, what="Alertmanager's resolved notification")
     rows = await incidents(client)
     assert len(rows) == 1 and rows[0]["state"] == "resolved"
+
+
+async def test_alert_resolving_during_verification_does_not_end_the_verdict(
+        make_config: Any, start_remediator: Any, demo_target: Any, prometheus_factory: Any,
+        webhook_receiver: Any) -> None:
+    """An open breaker makes its own alert resolve (it hides the failing calls): the run keeps
+    verifying what its step did, read-only. A fix that holds later is `succeeded`; one that
+    never holds is still rolled back and escalated."""
+    _, prom = prometheus_factory(prometheus_config({"demo": [demo_target.host_port]}))
+    await wait_until(lambda: prom_value(prom, "up") == 1, what="demo scraped")
+    breaker = "http://${instance}/admin/circuit-breaker"
+
+    def shed(name: str, holds_when: str) -> dict[str, Any]:
+        return procedure(name, params=INSTANCE_PARAM, steps=[
+            {"action": "circuit_breaker", "url": breaker, "state": "open", "credentials": "demo-admin"}],
+            verify={"query": holds_when, "timeout": "8s", "interval": "500ms", "consecutive": 2},
+            rollback=[{"action": "circuit_breaker", "url": breaker, "state": "closed",
+                       "credentials": "demo-admin"}])
+
+    # holds once someone restarts the target (what the test does after the alert resolved)
+    later = shed("shed", 'demo_restarts_total{instance="${instance}"} == 1')
+    never = shed("never", 'demo_circuit_breaker_open{instance="${instance}"} == 42')
+    config = demo_config(make_config, demo_target, [later, never], prometheus_url=prom,
+                         escalation={"url": webhook_receiver.url})
+    client = await start_remediator(config)
+    labels = {"instance": demo_target.host_port}
+
+    async def attempt_of(fingerprint: str) -> dict[str, Any] | None:
+        rows = [r for r in await incidents(client) if r["fingerprint"] == fingerprint]
+        if not rows:
+            return None
+        attempts = (await timeline(client, rows[0]["id"]))["attempts"]
+        return attempts[0] if attempts and attempts[0]["finished_at"] else None
+
+    # 1. the alert resolves while the breaker is open; the condition holds later
+    await post(client, notification(alert("shedAlert", "aa", labels=labels)))
+    await wait_until(lambda: demo_target.metric("demo_circuit_breaker_open") == 1, what="breaker open")
+    await post(client, notification(alert("shedAlert", "aa", labels=labels, status="resolved")))
+    row = [r for r in await incidents(client) if r["fingerprint"] == "aa"][0]
+    assert row["state"] == "resolved"
+    early = await attempt_of("aa")
+    assert early is None, {k: early[k] for k in ("state", "reason", "verification", "verification_detail", "steps")}  # still verifying
+    demo_target.admin("POST", "/admin/restart")
+    attempt = await wait_until(lambda: attempt_of("aa"), what="the verdict after resolution")
+    assert attempt["state"] == "succeeded" and attempt["verification"] == "passed", attempt
+    assert "the alert resolved meanwhile" in attempt["verification_detail"]
+
+    # 2. the same, but the condition never holds: rolled back and escalated all the same
+    demo_target.admin("POST", "/admin/circuit-breaker", {"state": "closed"})
+    await post(client, notification(alert("neverAlert", "bb", labels=labels)))
+    await wait_until(lambda: demo_target.metric("demo_circuit_breaker_open") == 1, what="breaker open")
+    await post(client, notification(alert("neverAlert", "bb", labels=labels, status="resolved")))
+    attempt = await wait_until(lambda: attempt_of("bb"), timeout=30, what="the failed verdict")
+    brief = {k: attempt[k] for k in ("state", "reason", "verification", "verification_detail")}
+    assert attempt["state"] == "rolled_back" and attempt["verification"] == "failed", brief
+    assert [s["status"] for s in attempt["rollback_steps"]] == ["ok"]
+    assert demo_target.metric("demo_circuit_breaker_open") == 0  # the rollback ran
+    await wait_until(lambda: webhook_receiver.received, what="escalation")
+    assert webhook_receiver.received[-1]["alertname"] == "neverAlert"
