@@ -42,7 +42,7 @@ from vigil.forecaster.promapi import (
     looks_like_counter,
 )
 
-__all__ = ["Engine", "ForecastState", "SeriesState", "series_labels"]
+__all__ = ["Engine", "ForecastState", "Ring", "SeriesState", "series_labels"]
 
 log = logging.getLogger("vigil.forecaster.engine")
 
@@ -59,6 +59,26 @@ def series_labels(labels: dict[str, str]) -> dict[str, str]:
     return out
 
 
+class Ring:
+    """The latest `size` floats in a fixed numpy buffer (8 bytes a value), in no order."""
+
+    def __init__(self, size: int) -> None:
+        self.buffer = np.empty(size)
+        self.count = 0
+        self.next = 0
+
+    def append(self, value: float) -> None:
+        self.buffer[self.next] = value
+        self.next = (self.next + 1) % len(self.buffer)
+        self.count = min(self.count + 1, len(self.buffer))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def values(self) -> np.ndarray:
+        return self.buffer[: self.count]
+
+
 @dataclass
 class SeriesState:
     """What the engine knows about one series of one forecast."""
@@ -72,7 +92,7 @@ class SeriesState:
     outside: deque[bool] = field(default_factory=lambda: deque(maxlen=64))
     # horizon-normalised out-of-sample residuals: `residuals` calibrate the band, `pending`
     # wait there until the persistence rule has judged them (anomalies join clipped)
-    residuals: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    residuals: Ring = field(default_factory=lambda: Ring(1000))
     pending: deque[list[Any]] = field(default_factory=deque)  # [residual, outside, flagged]
     halfwidth: float | None = None  # conformal half-width of `residuals`
     evaluated_until: float = 0.0
@@ -179,7 +199,7 @@ class Engine:
                 if st is None:
                     st = state.series[key] = SeriesState(
                         series_labels(series.labels),
-                        residuals=deque(maxlen=cfg.calibration_window))
+                        residuals=Ring(cfg.calibration_window))
                 st.threshold = self._match_threshold(cfg, series.labels, limits)
                 st.history_seconds = float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0
                 if len(ts):
@@ -306,7 +326,7 @@ class Engine:
                     if flagged and st.halfwidth is not None:
                         r = math.copysign(min(abs(r), st.halfwidth), r)
                     st.residuals.append(r)
-                st.halfwidth = conformal_halfwidth(np.array(st.residuals), cfg.interval_width)
+                st.halfwidth = conformal_halfwidth(st.residuals.values(), cfg.interval_width)
         st.evaluated_until = float(t_new[-1])
         st.band = cls._calibrated(st)
 

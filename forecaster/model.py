@@ -252,12 +252,12 @@ def conformal_halfwidth(residuals: np.ndarray, interval_width: float) -> float |
     coverage hold for exchangeable errors; when n is too small for that rank the largest
     score is used. None for no residuals.
     """
-    scores = np.sort(np.abs(np.asarray(residuals, dtype=float)))
+    scores = np.abs(np.asarray(residuals, dtype=float))
     n = len(scores)
     if n == 0:
         return None
     k = min(n, math.ceil((n + 1) * interval_width))
-    return float(scores[k - 1])
+    return float(np.partition(scores, k - 1)[k - 1])
 
 
 def calibrate(result: FitResult, halfwidth: float) -> FitResult:

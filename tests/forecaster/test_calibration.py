@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from vigil.forecaster.config import ForecastConfig
-from vigil.forecaster.engine import Engine, SeriesState
+from vigil.forecaster.engine import Engine, Ring, SeriesState
 from vigil.forecaster.model import FitResult, calibrate, conformal_halfwidth, is_outside, widen_at
 
 STEP = 60.0
@@ -34,7 +34,8 @@ def _config(**extra: object) -> ForecastConfig:
 def _replay(values: np.ndarray, cfg: ForecastConfig, result: FitResult | None = None
             ) -> tuple[list[bool], SeriesState]:
     """Feed the points one cycle at a time; return the flag after each point."""
-    st = SeriesState({}, result=result or _overfit_fit(), evaluated_until=FIT_AT)
+    st = SeriesState({}, result=result or _overfit_fit(), evaluated_until=FIT_AT,
+                     residuals=Ring(cfg.calibration_window))
     ts = FIT_AT + STEP * np.arange(1, len(values) + 1)
     flags = []
     for i in range(len(values)):
@@ -149,3 +150,13 @@ def test_a_leak_is_flagged_and_only_growth_counts_for_direction_above() -> None:
     assert not any(_replay(drop, _config(anomaly_direction="above"))[0])
     assert any(_replay(drop, _config(anomaly_direction="both"))[0])
     assert any(_replay(drop, _config(anomaly_direction="below"))[0])
+
+
+def test_the_calibration_window_keeps_the_latest_residuals() -> None:
+    ring = Ring(3)
+    for value in (1.0, 2.0, 3.0, 4.0, 5.0):
+        ring.append(value)
+    assert len(ring) == 3 and sorted(ring.values().tolist()) == [3.0, 4.0, 5.0]
+    cfg = _config(calibration_window=50, calibration_min_points=40)
+    _, st = _replay(100.0 + _noise(200, 3), cfg)
+    assert len(st.residuals) == 50
