@@ -299,9 +299,11 @@ class Binaries(StrictModel):
 
 # user-facing effects: the cause when nothing more specific fires
 DEFAULT_SYMPTOM_ALERTS = r"TargetErrorRateHigh|TargetLatencyDegraded"
-# aggregates and derivatives of other signals (budgets, forecasts, scores, Vigil itself)
+# aggregates and derivatives of other signals (budgets, forecasts, scores, Vigil itself, and
+# the exporter's per-variable / per-schema verdicts, which are 0 when any finding of theirs
+# is: a specific finding's alert beside them names the cause)
 DEFAULT_DERIVED_ALERTS = (r"ErrorBudget.*|SLO.*|Forecast.*|TargetTrafficAnomaly|ConfigScoreDropping|"
-                          r"Vigil.*")
+                          r"EnvInvalid|SchemaInconsistent|Vigil.*")
 
 
 class EvidenceLink(StrictModel):

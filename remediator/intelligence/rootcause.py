@@ -104,9 +104,13 @@ def rank(members: Sequence[Member], signals: Sequence[Signal],
             ev.append({"kind": "symptom_class", "weight": -2.0,
                        "detail": f"{m.alertname} describes a user-facing effect "
                                  "(intelligence.symptom_alerts)"})
-        for s in signals:
-            if not explains(s, m.alertname, settings):
+        counted: set[tuple[str, str]] = set()
+        for s in sorted(signals, key=lambda sig: sig.onset):
+            # one finding or anomaly is one piece of evidence, however many series carry it
+            # (a CORS finding has one per origin and method): its earliest onset counts
+            if (s.kind, s.name) in counted or not explains(s, m.alertname, settings):
                 continue
+            counted.add((s.kind, s.name))
             if s.kind == "finding":
                 if s.since_lookback_start:
                     ev.append({"kind": "finding", "weight": 1.0,

@@ -42,6 +42,33 @@ def test_config_finding_that_changed_before_beats_the_first_symptom() -> None:
     assert any(e["kind"] == "symptom_class" for e in ranked[1]["evidence"])
 
 
+def test_one_finding_is_one_piece_of_evidence_however_many_series_carry_it() -> None:
+    """A CORS finding has a series per origin and method: it must not outvote the drift that
+    started first (as it did when each series added its own +3)."""
+    st = settings()
+    cors = [Signal("finding", "cors", at(-2 + i * 0.1), False, {"target": "demo", "origin": o})
+            for i, o in enumerate(("https://a", "https://b", "https://c"))]
+    ranked = rank([Member(1, "TargetConfigDrift", "demo", at(0), True),
+                   Member(2, "CorsMethodBlocked", "demo", at(2), True)], cors, st)
+    assert ranked[0]["alertname"] == "TargetConfigDrift"
+    cors_ev = [e for e in ranked[1]["evidence"] if e["kind"] == "finding"]
+    assert len(cors_ev) == 1 and "https://a" in cors_ev[0]["detail"]  # the earliest onset
+
+
+def test_a_specific_finding_alert_beats_the_aggregate_verdict_beside_it() -> None:
+    """vigil_env_valid is 0 whenever any finding of the variable is: EnvInvalid beside
+    SecretPlaceholder is the aggregate, the placeholder the cause."""
+    st = settings()
+    secret = Signal("finding", "env", at(-5), False, {"target": "demo"})
+    ranked = rank([Member(1, "EnvInvalid", "demo", at(0), False),
+                   Member(2, "SecretPlaceholder", "demo", at(0), False)], [secret], st)
+    assert [r["alertname"] for r in ranked] == ["SecretPlaceholder", "EnvInvalid"]
+    assert any(e["kind"] == "derived_signal" for e in ranked[1]["evidence"])
+    # alone, the aggregate is still the cause
+    assert rank([Member(1, "EnvInvalid", "demo", at(0), False)], [secret], st)[0]["alertname"] \
+        == "EnvInvalid"
+
+
 def test_a_long_standing_finding_counts_less_and_an_earlier_anomaly_counts() -> None:
     st = settings()
     old = Signal("finding", "schema", at(-600), True)
