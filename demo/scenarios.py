@@ -31,6 +31,8 @@ __all__ = ["Scenario", "ScenarioResult", "SCENARIOS", "run_scenario", "main"]
 MiB = 1024 * 1024
 # Alerts about Vigil's own plumbing are not consequences of a target fault; they are
 # counted like any other alert (a false positive when they fire with no fault behind them).
+# ConfigScoreDropping is related wherever the fault fails or slows the endpoints the
+# exporter probes (deploy/exporter.yml): the probes' findings lower the score.
 
 
 @dataclass
@@ -163,13 +165,13 @@ SCENARIOS: tuple[Scenario, ...] = (
              "resource", _growth("pool_leak_connections_per_second", None, "demo_db_pool_size", 0.1), _exhaustion,
              "TargetDbPoolExhaustionPredicted",
              r"TargetDbPoolExhaustionPredicted|TargetDbPoolExhausted|TargetErrorRateHigh|ErrorBudget.*|"
-             r"VigilCheckFailing|TargetTrafficAnomaly",
+             r"VigilCheckFailing|TargetTrafficAnomaly|ConfigScoreDropping",
              "auto", 90, primary_metric='demo_db_pool_connections_in_use{job="demo"}'),
     Scenario("latency_degradation", "every API request gets 10 ms slower each second, towards the "
              "500 ms objective; predicted and escalated",
              "error", _latency_creep(0.01), _objective_breached, "TargetLatencyDegradationPredicted",
              r"TargetLatencyDegradationPredicted|TargetLatencyDegraded|ErrorBudget.*|Forecast.*|"
-             r"TargetTrafficAnomaly|VigilCheckFailing",
+             r"TargetTrafficAnomaly|VigilCheckFailing|ConfigScoreDropping",
              "escalate", 90,
              primary_metric='histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{job="demo"}[10s])))'),
     Scenario("cors_drift", "PATCH drops out of the allowed CORS methods; config restored",
@@ -192,12 +194,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("downstream_error_storm", "the pricing dependency fails; the breaker opens, then recovers",
              "error", lambda c: c.target.inject(downstream_errors=True), _now, "TargetDownstreamErrors",
              r"TargetDownstreamErrors|TargetErrorRateHigh|ErrorBudget.*|ForecastAnomalySustained|"
-             r"TargetTrafficAnomaly",
+             r"TargetTrafficAnomaly|ConfigScoreDropping",
              "auto", 90, recover=lambda c: c.target.inject(downstream_errors=False), recover_after=20,
              primary_metric='sum(rate(demo_downstream_requests_total{job="demo",result="error"}[5s]))'),
     Scenario("no_procedure", "half of all requests fail; no procedure matches, so a human is paged",
              "error", lambda c: c.target.inject(error_rate=0.5), _now, "TargetErrorRateHigh",
-             r"TargetErrorRateHigh|ErrorBudget.*|VigilCheckFailing|Forecast.*|TargetTrafficAnomaly",
+             r"TargetErrorRateHigh|ErrorBudget.*|VigilCheckFailing|Forecast.*|TargetTrafficAnomaly|"
+             r"ConfigScoreDropping",
              "escalate", 60,
              primary_metric='sum(rate(http_requests_total{job="demo",status=~"5.."}[5s]))'),
 )
@@ -315,8 +318,9 @@ def _ts(value: Any) -> float | None:
     return parsed.timestamp()
 
 
-def reset(stack: Stack, ctx: Context | None = None) -> None:
-    """Undo every fault and wait until no alert is pending or firing (or 60 s pass)."""
+def undo(stack: Stack, ctx: Context | None = None) -> None:
+    """Undo every fault: restore what the scenario changed on disk, clear the runtime faults,
+    restart the target, restore its config, close the breaker and clean the spool."""
     target = stack.target
     assert target is not None
     if ctx is not None:
@@ -332,7 +336,12 @@ def reset(stack: Stack, ctx: Context | None = None) -> None:
     target.admin("POST", "/admin/config/restore")
     target.admin("POST", "/admin/circuit-breaker", {"state": "closed"})
     target.admin("POST", "/admin/disk/cleanup")
-    deadline = time.monotonic() + 60
+
+
+def settle(stack: Stack, timeout: float = 60.0) -> None:
+    """Wait until no alert is pending or firing for 3 s (or `timeout` passes: what still
+    fires then is reported by the next scenario as carried over)."""
+    deadline = time.monotonic() + timeout
     quiet_since: float | None = None
     while time.monotonic() < deadline:
         if not stack.query("ALERTS"):
@@ -344,11 +353,21 @@ def reset(stack: Stack, ctx: Context | None = None) -> None:
         time.sleep(1)
 
 
+def reset(stack: Stack, ctx: Context | None = None) -> None:
+    """Undo every fault and wait until no alert is pending or firing (or 60 s pass)."""
+    undo(stack, ctx)
+    settle(stack)
+
+
 def _settled(scenario: Scenario, incidents: list[dict[str, Any]], alerts: dict[str, Any],
              now: float) -> bool:
     """Stop watching early once the expected outcome is final."""
     if scenario.expect == "auto":
-        return any(i["state"] == "resolved" for i in incidents if i["alertname"] == scenario.root_cause)
+        # resolved, and its attempt has its verdict (a run keeps verifying after its alert
+        # resolved)
+        return any(i["state"] == "resolved" and i["attempts"]
+                   and all(a["state"] not in ("queued", "running") for a in i["attempts"])
+                   for i in incidents if i["alertname"] == scenario.root_cause)
     if scenario.expect == "escalate":
         return any(i["state"] in ("escalated", "failed") for i in incidents) or (
             scenario.root_cause in alerts and now - alerts[scenario.root_cause]["first"] > 10)
@@ -359,7 +378,9 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
                  log: Callable[[str], None] = print) -> ScenarioResult:
     """Inject one scenario's fault, watch the real loop, and measure it."""
     ctx = Context(stack)
-    reset(stack)
+    # the previous scenario undid its fault when it ended; wait for its alerts to clear
+    # (a new stack starts clean)
+    settle(stack)
     human_before = len(human.received)
     ctx.t0 = time.time()
     scenario.inject(ctx)
@@ -456,7 +477,7 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
         incidents=mine,
         human_deliveries=human_alerts, series=series, forecast=forecast)
     log(f"[{scenario.name}] outcome {outcome}" + (f", recovered in {recovery:.0f}s" if recovery else ""))
-    reset(stack, ctx)
+    undo(stack, ctx)
     return result
 
 
