@@ -225,3 +225,49 @@ async def test_a_burst_admits_every_incident(database_url: str, make_config: Any
     assert {r["state"] for r in await incidents(client, procedure=None, limit=100)
             if r["procedure"] is None} == {"escalated"}
 
+
+
+def test_overlapping_batches_on_two_replicas_store_each_alert_once(pg_url: str,
+                                                                   make_config: Any) -> None:
+    # two stores (two replicas' connection pools) write batches that share most alerts, in
+    # threads at once: the unique constraint makes exactly one of them "new" per alert,
+    # whether the duplicate is in the same batch, a concurrent one or an earlier one
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vigil.remediator.matching import match_alert
+    from vigil.remediator.payload import parse_payload
+    from vigil.remediator.store import Store
+
+    config = make_config([procedure("fix")])
+    stores = [Store(pg_url), Store(pg_url)]
+    stores[0].migrate()
+
+    def batch(seed: int) -> list[Any]:
+        r = random.Random(seed)
+        items = []
+        for _ in range(8):
+            alerts = [alert("fixAlert" if k % 2 else "OtherAlert", f"{r.randrange(40):x}")
+                      for k in range(r.randint(1, 4))]
+            parsed = parse_payload(notification(*alerts))
+            items.append((parsed, [match_alert(config, a.as_dict()) for a in parsed.alerts], False))
+        return items
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda k: stores[k % 2].ingest(batch(k)), range(24)))
+        outcomes = [o for rs in results for r in rs for o in r.outcomes]
+        firsts = outcomes.count("new") + outcomes.count("unmatched")
+        with stores[0].engine.connect() as conn:
+            alerts_ = conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one()
+            incidents_ = conn.execute(sa.text("SELECT count(*) FROM incidents")).scalar_one()
+            notes = conn.execute(sa.text("SELECT count(*) FROM notifications")).scalar_one()
+            orphans = conn.execute(sa.text(
+                "SELECT count(*) FROM alerts a LEFT JOIN incidents i ON i.alert_id = a.id "
+                "WHERE i.id IS NULL")).scalar_one()
+        assert firsts == alerts_ == incidents_ and orphans == 0
+        assert notes == 24 * 8
+        assert outcomes.count("duplicate") == len(outcomes) - firsts > 0
+    finally:
+        for s in stores:
+            s.dispose()
