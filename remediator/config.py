@@ -365,6 +365,12 @@ class IntelligenceSettings(StrictModel):
         EvidenceLink(match="memory.*", explains="TargetMemoryExhaustionPredicted"),
         EvidenceLink(match="disk.*", explains="TargetDiskFillPredicted"),
     ])
+    # alert -> alert: `match` names a cause alert, `explains` the alerts it causes on the same
+    # service (a drifted live config explains the CORS and header findings that follow it)
+    alert_links: list[EvidenceLink] = Field(default_factory=lambda: [
+        EvidenceLink(match="TargetConfigDrift",
+                     explains="CorsMethodBlocked|CorsCredentialsUnsafeOrigin|SecurityHeaderMissing"),
+    ])
     flag_after_failures: int = Field(default=3, ge=1)
     max_group_size: int = Field(default=50, ge=2, le=1000)
     impact: ImpactSettings = ImpactSettings()

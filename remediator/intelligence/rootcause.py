@@ -1,7 +1,11 @@
 """Root-cause ranking: score every alert of a group from evidence (pure logic, no I/O).
 
 Evidence and weights (docs/incidents.md explains each):
-  first started            +3   the earliest alert of the group (ties within 1 s share it)
+  first started            +3   the earliest alert of the group (ties within 1 s share it);
+                                derived alerts start when their windows say, so they only
+                                compete when the group has nothing else
+  explains an alert        +4   `alert_links` says it causes another member's alert
+  explained by an alert    -2   another member's alert causes it (`alert_links`)
   dependency direction     +4   its service is a dependency of another member's service
                            -2   its service calls another member's service
   symptom class            -2   the alert name matches `symptom_alerts` (a user-facing effect)
@@ -71,16 +75,44 @@ def rank(members: Sequence[Member], signals: Sequence[Signal],
     symptom = re.compile(settings.symptom_alerts)
     derived = re.compile(settings.derived_alerts)
     first = min(m.starts_at for m in members)
+    # a burn rate or a forecast fires when its windows fill, not when the cause began: the
+    # first-started credit goes to the earliest primary alert when the group has one
+    primary = [m for m in members if not derived.fullmatch(m.alertname)]
+    first_primary = min(m.starts_at for m in primary) if primary else first
+    alert_links = [(re.compile(link.match), re.compile(link.explains))
+                   for link in settings.alert_links]
+
+    def causes(cause: Member, effect: Member) -> bool:
+        same = not cause.service or not effect.service or cause.service == effect.service
+        return same and any(c.fullmatch(cause.alertname) and e.fullmatch(effect.alertname)
+                            for c, e in alert_links)
+
     ranked: list[dict[str, Any]] = []
     for m in members:
         ev: list[dict[str, Any]] = []
-        delay = (m.starts_at - first).total_seconds()
-        if delay <= TIE_SECONDS:
+        delay = (m.starts_at - first_primary).total_seconds()
+        if primary and derived.fullmatch(m.alertname):
+            ev.append({"kind": "derived_timing", "weight": 0.0,
+                       "detail": f"{m.alertname} is derived: its start reflects its windows "
+                                 f"({m.starts_at.isoformat()})"})
+        elif delay <= TIE_SECONDS:
             ev.append({"kind": "first_started", "weight": 3.0,
                        "detail": f"started first in the group ({m.starts_at.isoformat()})"})
         else:
             ev.append({"kind": "started_later", "weight": 0.0,
                        "detail": f"started {delay:.0f}s after the group's first alert"})
+        for other in members:
+            if other is not m and causes(m, other):
+                ev.append({"kind": "explains_alert", "weight": 4.0,
+                           "detail": f"{m.alertname} causes {other.alertname} "
+                                     "(intelligence.alert_links)"})
+                break
+        for other in members:
+            if other is not m and causes(other, m):
+                ev.append({"kind": "explained_by", "weight": -2.0,
+                           "detail": f"{other.alertname}, also in the group, causes it "
+                                     "(intelligence.alert_links)"})
+                break
         deps = dependency_closure(settings.dependencies, m.service) if m.service else set()
         for other in members:
             if other.service == m.service or not other.service or not m.service:

@@ -69,6 +69,37 @@ def test_a_specific_finding_alert_beats_the_aggregate_verdict_beside_it() -> Non
         == "EnvInvalid"
 
 
+def test_a_burn_rate_firing_first_does_not_outrank_the_error_alert_it_derives_from() -> None:
+    st = settings()
+    ranked = rank([Member(1, "ErrorBudgetBurnFast", "demo", at(0), False),
+                   Member(2, "TargetErrorRateHigh", "demo", at(3), False),
+                   Member(3, "ConfigScoreDropping", "demo", at(12), False)], [], st)
+    assert ranked[0]["alertname"] == "TargetErrorRateHigh"
+    assert any(e["kind"] == "first_started" for e in ranked[0]["evidence"])
+    burn = next(r for r in ranked if r["alertname"] == "ErrorBudgetBurnFast")
+    assert not any(e["kind"] == "first_started" for e in burn["evidence"])
+    # a group of derived alerts only: the earliest still gets the credit
+    only = rank([Member(1, "ErrorBudgetBurnFast", "demo", at(0), False),
+                 Member(2, "ErrorBudgetBurnSlow", "demo", at(5), False)], [], st)
+    assert only[0]["alertname"] == "ErrorBudgetBurnFast"
+
+
+def test_a_config_drift_explains_the_cors_finding_that_follows_it() -> None:
+    """Both fire within a second (one evaluation apart), the CORS finding changed just before
+    the group: the declared alert link still puts the drift first."""
+    st = settings()
+    cors = Signal("finding", "cors", at(-1), False, {"target": "demo"})
+    ranked = rank([Member(1, "TargetConfigDrift", "demo", at(0), True),
+                   Member(2, "CorsMethodBlocked", "demo", at(1), True)], [cors], st)
+    assert ranked[0]["alertname"] == "TargetConfigDrift"
+    assert any(e["kind"] == "explains_alert" for e in ranked[0]["evidence"])
+    assert any(e["kind"] == "explained_by" for e in ranked[1]["evidence"])
+    # on another service, or alone, the CORS alert is its own cause
+    apart = rank([Member(1, "TargetConfigDrift", "billing", at(0), True),
+                  Member(2, "CorsMethodBlocked", "demo", at(1), True)], [cors], st)
+    assert apart[0]["alertname"] == "CorsMethodBlocked"
+
+
 def test_a_long_standing_finding_counts_less_and_an_earlier_anomaly_counts() -> None:
     st = settings()
     old = Signal("finding", "schema", at(-600), True)
