@@ -194,8 +194,8 @@ def main() -> int:
 
     rem, bare = sustained(results["remediator"]), sustained(results["bare"])
     print("\nresults (one new alert per notification, PostgreSQL store, 2xx = committed)")
-    print(f"{'rate/s':>8} {'rem p50':>9} {'rem p99':>9} {'bare p50':>9} {'bare p99':>9} {'p99 ratio':>10}"
-          f" {'load':>5}")
+    print(f"{'rate/s':>8} {'rem p50':>9} {'rem p99':>9} {'bare p50':>9} {'bare p99':>9} "
+          f"{'p99 ratio':>10} {'load':>5}")
     for r, b in zip(results["remediator"], results["bare"], strict=True):
         print(f"{r['rate']:>8.0f} {r['p50_ms']:>8.2f}ms {r['p99_ms']:>8.2f}ms {b['p50_ms']:>8.2f}ms "
               f"{b['p99_ms']:>8.2f}ms {r['p99_ms'] / b['p99_ms']:>9.1f}x {r['load']:>5.1f}")
@@ -205,8 +205,8 @@ def main() -> int:
           f"bare aiohttp {bare:.0f}/s (ratio {rem / bare if bare else float('nan'):.2f})")
     print(f"peak achieved: remediator {peak_rem:.0f}/s, bare aiohttp {peak_bare:.0f}/s "
           f"(ratio {peak_rem / peak_bare:.2f})")
-    print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
-          "the load column is the same after each remediator step (other work on the machine "
+    print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores; the load column is the same after each remediator step (other work on the machine "
           "takes the CPU these figures need)")
     print(f"durability: {acked} acknowledged, {stored} notifications and {alerts} alerts stored "
           f"({'OK' if stored >= acked else 'LOST NOTIFICATIONS'})")

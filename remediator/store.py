@@ -174,7 +174,8 @@ class Store:
         self._new_alerts = self._insert(Alert).on_conflict_do_nothing(
             index_elements=["fingerprint", "starts_at"]
         ).returning(Alert.id, Alert.fingerprint, Alert.starts_at)
-        self._new_incidents = sa.insert(Incident).returning(Incident.id, sort_by_parameter_order=True)
+        self._new_incidents = sa.insert(Incident).returning(
+            Incident.id, sort_by_parameter_order=True)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -323,7 +324,8 @@ class Store:
             if r.kind == "n":
                 notes[int(r.ord)] = int(r.id)
             else:
-                stored[(r.fingerprint, UTC_TYPE.process_result_value(r.starts_at, self.engine.dialect))] = int(r.id)
+                starts = UTC_TYPE.process_result_value(r.starts_at, self.engine.dialect)
+                stored[(r.fingerprint, starts)] = int(r.id)
         return [notes[k] for k in range(1, len(batch) + 1)], stored
 
     def _resolve(self, conn: sa.Connection, a: Any, note_id: int, now: datetime,

@@ -212,7 +212,8 @@ class IntelRepo:
         service = service_of(labels, st)
         shared = shared_values(labels, st)
         cands = conn.execute(_CANDIDATES, {
-            "lo": starts - timedelta(seconds=st.window), "hi": starts + timedelta(seconds=st.window),
+            "lo": starts - timedelta(seconds=st.window),
+            "hi": starts + timedelta(seconds=st.window),
             "max_size": st.max_group_size, "n": CANDIDATE_GROUPS}).all()
         views = [GroupView(g.id, g.last_alert_at, list(g.services or []), dict(g.shared or {}))
                  for g in cands]

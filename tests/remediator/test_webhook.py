@@ -193,7 +193,8 @@ def test_one_batch_mixes_open_and_escalated_incidents(database_url: str, make_co
         store.migrate()
         batch = []
         for i in range(4):
-            parsed = parse_payload(notification(alert("fixAlert" if i % 2 else "OtherAlert", f"c{i}")))
+            name = "fixAlert" if i % 2 else "OtherAlert"
+            parsed = parse_payload(notification(alert(name, f"c{i}")))
             batch.append((parsed, [match_alert(config, a.as_dict()) for a in parsed.alerts], False))
         results = store.ingest(batch)
         assert [r.outcomes for r in results] == [["unmatched"], ["new"], ["unmatched"], ["new"]]
