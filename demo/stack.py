@@ -53,7 +53,17 @@ DEFAULT_PORTS = {"demo": 8080, "vigil-exporter": 9115, "vigil-forecaster": 9116,
 # Peak of the demo traffic's daily cycle, requests per second (the trough is a third of it).
 TRAFFIC_PEAK_RPS = 6.0
 
+# The remediator's correlation waits are wall-clock seconds while the demo's rules run 60x
+# faster: a symptom waits 3 s (not 10) for its cause, and 10 s (not 30) after its outcome.
+# Only the demo's generated copy gets them; deploy/remediator.yml keeps production defaults.
+DEMO_REMEDIATOR = {"intelligence": {"symptom_hold": "3s", "reevaluate_after": "10s"}}
+
 JOB_SETTINGS = {"vigil-exporter": {"scrape_interval": "3s", "scrape_timeout": "3s"}}
+
+
+def _with_demo_waits(doc: dict[str, Any]) -> dict[str, Any]:
+    intelligence = {**(doc.get("intelligence") or {}), **DEMO_REMEDIATOR["intelligence"]}
+    return {**doc, "intelligence": intelligence}
 
 
 @dataclass(frozen=True)
@@ -160,8 +170,11 @@ class Stack:
                 self.skipped.append(spec.job)
                 continue
             log(f"starting {spec.job}")
-            transform = (lambda d: scale_forecasts_config(d, self.time_scale)) \
-                if spec.job == "vigil-forecaster" else None
+            transform = None
+            if spec.job == "vigil-forecaster":
+                transform = lambda d: scale_forecasts_config(d, self.time_scale)  # noqa: E731
+            elif spec.job == "vigil-remediator":
+                transform = _with_demo_waits
             config = self.generated(spec.config, transform)
             port = self.ports[spec.job]
             proc = ManagedProcess(
