@@ -127,8 +127,12 @@ class Intelligence:
                     signals = await asyncio.wait_for(self.prom.signals(start, end, services), 15)
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     log.warning("evidence from Prometheus unavailable: %s", exc.__class__.__name__)
-            ranked = rank([Member(m["id"], m["alertname"], m["service"], m["alert_starts_at"],
-                                  m["procedure"] is not None) for m in members], signals, self.settings)
+            # computed on the intelligence threads: a group of 50 is 2,500 pairs, which would
+            # hold up the event loop (and every webhook request) while it is ranked
+            ranked = await self.db(
+                rank, [Member(m["id"], m["alertname"], m["service"], m["alert_starts_at"],
+                              m["procedure"] is not None) for m in members],
+                signals, self.settings)
             findings = {m["id"]: [s.name for s in signals if s.kind == "finding"
                                   and explains(s, m["alertname"], self.settings)] for m in members}
             await self.db(self.repo.save_ranking, group_id, ranked, findings)

@@ -81,11 +81,17 @@ def rank(members: Sequence[Member], signals: Sequence[Signal],
     first_primary = min(m.starts_at for m in primary) if primary else first
     alert_links = [(re.compile(link.match), re.compile(link.explains))
                    for link in settings.alert_links]
+    # which links each alert name can be the cause / the effect of, matched once per name: the
+    # pairs below are n^2 (2,500 for a full group of 50), and matching every link's regular
+    # expressions for every pair took ~10 ms per ranking, on the event loop
+    as_cause = {name: frozenset(k for k, (c, _) in enumerate(alert_links) if c.fullmatch(name))
+                for name in {m.alertname for m in members}}
+    as_effect = {name: frozenset(k for k, (_, e) in enumerate(alert_links) if e.fullmatch(name))
+                 for name in as_cause}
 
     def causes(cause: Member, effect: Member) -> bool:
         same = not cause.service or not effect.service or cause.service == effect.service
-        return same and any(c.fullmatch(cause.alertname) and e.fullmatch(effect.alertname)
-                            for c, e in alert_links)
+        return same and not as_cause[cause.alertname].isdisjoint(as_effect[effect.alertname])
 
     ranked: list[dict[str, Any]] = []
     for m in members:
