@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 from vigil.remediator.actions import (
     ActionContext,
     ActionFailed,
@@ -31,7 +32,7 @@ from vigil.remediator.breaker import Breakers
 from vigil.remediator.config import Procedure, RemediatorConfig
 from vigil.remediator.intelligence import Intelligence
 from vigil.remediator.metrics import RemediatorMetrics
-from vigil.remediator.store import Store, utcnow
+from vigil.remediator.store import Store, store_unavailable, utcnow
 from vigil.remediator.templating import render
 
 __all__ = ["Engine"]
@@ -79,6 +80,21 @@ class Engine:
         self._db_calls += 1
         call.add_done_callback(self._db_call_done)
         return await asyncio.shield(call)
+
+    async def persist(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A store write that records what a run already did: retried across a store outage
+        (backoff up to 5 s) until it lands or the engine stops, because losing it would
+        leave the attempt `running` and the incident unresolved after its steps took effect.
+        Writes that are safe to repeat only (updates by id, conditional transitions)."""
+        async for attempt in AsyncRetrying(
+                retry=retry_if_exception(store_unavailable), wait=wait_exponential(0.2, max=5),
+                before_sleep=lambda state: log.warning(
+                    "store unavailable (%s); retrying a run's record",
+                    type(state.outcome.exception()).__name__ if state.outcome else "?"),
+                reraise=True):
+            with attempt:
+                return await self.db(fn, *args, **kwargs)
+        raise AssertionError("unreachable")  # AsyncRetrying either returns or raises
 
     def _db_call_done(self, call: asyncio.Future[Any]) -> None:
         self._db_calls -= 1
@@ -320,7 +336,7 @@ class Engine:
                 entry.update(status="failed", output=f"internal error: {exc.__class__.__name__}")
             entry["duration_seconds"] = round(time.monotonic() - t0, 3)
             results.append(entry)
-            await self.db(self.store.update_attempt, attempt_id, **{column: list(results)})
+            await self.persist(self.store.update_attempt, attempt_id, **{column: list(results)})
             if entry["status"] != "ok":
                 return results, f"step {entry['name']} {entry['status']}: {entry['output']}"
         return results, None
@@ -461,11 +477,11 @@ class Engine:
         """Write the attempt's final record, then move the incident."""
         self.metrics.duration.labels(proc.name).observe(elapsed)
         final.setdefault("state", "failed")
-        await asyncio.shield(self.db(
+        await asyncio.shield(self.persist(
             self.store.update_attempt, attempt_id, finished_at=utcnow(),
             duration_seconds=round(elapsed, 3), heartbeat_at=utcnow(), **final))
         if after is not None:
-            moved = await asyncio.shield(self.db(
+            moved = await asyncio.shield(self.persist(
                 self.store.transition, incident_id, ("remediating",), after[0],
                 reason=after[1], actor=self.actor))
             if moved and after[0] == "resolved":
@@ -530,6 +546,10 @@ class Engine:
         done: list[tuple[int, str]] = []
         for att in await self.db(self.store.orphaned_attempts,
                                  self.replica if own else None, self.config.stale_after):
+            if att.get("replica") == self.replica and att["incident_id"] in self.tasks:
+                # ours and still running: its heartbeat went stale in a store outage, and
+                # the run is retrying its record (persist), not orphaned
+                continue
             if not await self.db(self.store.update_attempt, att["id"], only_if=("queued", "running"),
                                  state="failed", finished_at=utcnow(),
                                  reason=f"interrupted: the remediator stopped while it was {att['state']}"):

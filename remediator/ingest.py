@@ -13,18 +13,12 @@ from collections.abc import Awaitable, Callable
 import sqlalchemy as sa
 from vigil.remediator.matching import Match
 from vigil.remediator.payload import ParsedNotification
-from vigil.remediator.store import IngestResult, Store
+from vigil.remediator.store import IngestResult, Store, store_unavailable
 
 __all__ = ["IngestQueue"]
 
 log = logging.getLogger("vigil.remediator.ingest")
 Item = tuple[ParsedNotification, list[Match], bool]
-
-
-def _unavailable(exc: BaseException) -> bool:
-    """The store could not be reached (as opposed to refusing one item's data)."""
-    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
-                            TimeoutError, OSError))
 
 
 class IngestQueue:
@@ -91,7 +85,7 @@ class IngestQueue:
                 results = await asyncio.to_thread(self._ingest, [item for item, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every waiter answers 5xx
                 log.error("store write failed: %s", exc.__class__.__name__)
-                if len(batch) > 1 and not _unavailable(exc):
+                if len(batch) > 1 and not store_unavailable(exc):
                     # the store is up but refused something: write the items one by one so
                     # only the refused one fails
                     await self._one_by_one(batch)

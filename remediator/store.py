@@ -30,7 +30,7 @@ from vigil.remediator.payload import ParsedNotification
 
 from vigil.db import normalize_url
 
-__all__ = ["IngestResult", "Store", "StoreError", "normalise_url", "utcnow"]
+__all__ = ["IngestResult", "Store", "StoreError", "normalise_url", "store_unavailable", "utcnow"]
 
 log = logging.getLogger("vigil.remediator.store")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -48,6 +48,12 @@ class StoreError(RuntimeError):
 def normalise_url(url: str) -> str:
     """The URL with bare postgresql:// pinned to psycopg2 (see vigil.db)."""
     return normalize_url(url).render_as_string(hide_password=False)
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """The store could not be reached (as opposed to refusing one item's data)."""
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
+                            TimeoutError, OSError))
 
 
 def utcnow() -> datetime:
