@@ -353,12 +353,6 @@ def settle(stack: Stack, timeout: float = 60.0) -> None:
         time.sleep(1)
 
 
-def reset(stack: Stack, ctx: Context | None = None) -> None:
-    """Undo every fault and wait until no alert is pending or firing (or 60 s pass)."""
-    undo(stack, ctx)
-    settle(stack)
-
-
 def _settled(scenario: Scenario, incidents: list[dict[str, Any]], alerts: dict[str, Any],
              now: float) -> bool:
     """Stop watching early once the expected outcome is final."""
