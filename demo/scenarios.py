@@ -516,13 +516,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     humans: list[Any] = []
     stacks: list[Stack] = []
 
-    def new_stack(path: Path, *, default_ports: bool) -> Stack:
+    def new_stack(path: Path, *, default_ports: bool) -> tuple[Stack, Any]:
+        """A stack whose human receivers deliver to a sink of its own."""
         human = WebhookReceiver().start()
         humans.append(human)
         stack = Stack(path, prefer_default_ports=default_ports,
                       am_transform=lambda d: _human_receivers(d, human.url))
         stacks.append(stack)
-        return stack
+        return stack, human
 
     results: list[ScenarioResult] = []
     control_results: list[ScenarioResult] = []
@@ -534,17 +535,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             # the suite then lasts max(control, faults) instead of their sum, and no fault's
             # tail (slow SLO windows) can leak into the control's count.
             print(f"starting the control stack in {workdir / 'control'}", flush=True)
-            control_stack = new_stack(workdir / "control", default_ports=False)
+            control_stack, control_human = new_stack(workdir / "control", default_ports=False)
             control_stack.start(log=lambda m: print(f"  [control] {m}", flush=True))
         print(f"starting the stack in {workdir}", flush=True)
-        stack = new_stack(workdir, default_ports=True)
+        stack, human = new_stack(workdir, default_ports=True)
         stack.start(log=lambda m: print(f"  {m}", flush=True))
         thread = None
         if parallel:
             def run_control() -> None:
                 try:
                     control_results.append(run_scenario(
-                        control_stack, control[0], humans[0], duration=args.control_duration,
+                        control_stack, control[0], control_human, duration=args.control_duration,
                         log=say))
                 except Exception as exc:  # noqa: BLE001 - reported by the main thread
                     errors.append(exc)
@@ -553,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             thread.start()
         for scenario in (faults if parallel else chosen):
             duration = args.control_duration if scenario.kind == "control" else args.duration
-            results.append(run_scenario(stack, scenario, humans[-1], duration=duration, log=say))
+            results.append(run_scenario(stack, scenario, human, duration=duration, log=say))
         if thread is not None:
             while thread.is_alive():
                 thread.join(1)
@@ -567,8 +568,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for one in stacks:
             one.stop()
-        for human in humans:
-            human.stop()
+        for sink in humans:
+            sink.stop()
     results = control_results + results
     card = Scorecard(results)
     out = Path(args.output_dir)

@@ -48,8 +48,6 @@ DEFAULT_PORTS = {"demo": 8080, "vigil-exporter": 9115, "vigil-forecaster": 9116,
                  "vigil-remediator": 9095, "prometheus": 9090, "alertmanager": 9093}
 
 
-# The exporter probes the target while Prometheus waits: a 1 s scrape timeout leaves its
-# checks half a second on a busy machine and reads as "exporter down". 3 s is still fast.
 # Peak of the demo traffic's daily cycle, requests per second (the trough is a third of it).
 TRAFFIC_PEAK_RPS = 6.0
 
@@ -58,6 +56,8 @@ TRAFFIC_PEAK_RPS = 6.0
 # Only the demo's generated copy gets them; deploy/remediator.yml keeps production defaults.
 DEMO_REMEDIATOR = {"intelligence": {"symptom_hold": "3s", "reevaluate_after": "10s"}}
 
+# The exporter probes the target while Prometheus waits: a 1 s scrape timeout leaves its
+# checks half a second on a busy machine and reads as "exporter down". 3 s is still fast.
 JOB_SETTINGS = {"vigil-exporter": {"scrape_interval": "3s", "scrape_timeout": "3s"}}
 
 
