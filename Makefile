@@ -6,7 +6,7 @@ STAMP := $(VENV)/.vigil-installed
 VIGIL_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export VIGIL_TEST_DATABASE_URL
 
-.PHONY: install system-deps demo test clean
+.PHONY: install system-deps demo test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(STAMP) system-deps
 
 demo: install
 	$(BIN)/vigil demo
+
+lint: install
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,7 +7,7 @@ from sqlalchemy.pool import QueuePool
 
 from vigil.db import create_engine
 
-__all__ = ["metadata", "items", "users", "orders", "make_engine", "create_and_seed"]
+__all__ = ["create_and_seed", "items", "make_engine", "metadata", "orders", "users"]
 
 metadata = sa.MetaData()
 

@@ -8,11 +8,11 @@ import mmap
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-__all__ = ["Faults", "FaultError", "MemoryLeak", "DiskSpool", "PoolHog"]
+__all__ = ["DiskSpool", "FaultError", "Faults", "MemoryLeak", "PoolHog"]
 
 log = logging.getLogger("vigil.demo.faults")
 
@@ -36,7 +36,7 @@ class Faults:
     disk_growth_bytes_per_second: int = 0
     downstream_errors: bool = False
 
-    NUMERIC_LIMITS = {
+    NUMERIC_LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
         "error_rate": (0.0, 1.0),
         "latency_seconds": (0.0, 30.0),
         "latency_growth_seconds_per_second": (0.0, 1.0),

@@ -18,15 +18,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import requests
-
 from vigil.demo.stack import Stack, stop_on_sigterm
+
 from vigil.service import ArgumentParser
 
-__all__ = ["Scenario", "ScenarioResult", "SCENARIOS", "run_scenario", "main"]
+__all__ = ["SCENARIOS", "Scenario", "ScenarioResult", "main", "run_scenario"]
 
 MiB = 1024 * 1024
 # Alerts about Vigil's own plumbing are not consequences of a target fault; they are
@@ -238,8 +239,9 @@ class ScenarioResult:
 
 
 def _query_range(stack: Stack, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+    params: dict[str, str | float] = {"query": expr, "start": start, "end": end, "step": "1s"}
     resp = requests.get(f"{stack.url('prometheus')}/api/v1/query_range", timeout=10,
-                        params={"query": expr, "start": start, "end": end, "step": "1s"})
+                        params=params)
     resp.raise_for_status()
     return list(resp.json()["data"]["result"])
 
@@ -309,12 +311,12 @@ def _ts(value: Any) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     text = str(value).replace("Z", "+00:00")
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
@@ -486,6 +488,7 @@ def _human_receivers(doc: dict[str, Any], url: str) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run fault scenarios on the real loop and print the scorecard."""
     from vigil.demo.scorecard import Scorecard
+
     from vigil.sink import WebhookReceiver
 
     names = [s.name for s in SCENARIOS]
@@ -528,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[ScenarioResult] = []
     control_results: list[ScenarioResult] = []
     errors: list[BaseException] = []
-    say = lambda m: print(m, flush=True)  # noqa: E731
+    say = lambda m: print(m, flush=True)
     try:
         if parallel:
             # The control run gets a stack of its own and runs beside the fault scenarios:

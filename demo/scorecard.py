@@ -7,11 +7,11 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from vigil.demo.scenarios import ScenarioResult
 
-__all__ = ["Scorecard", "TARGETS"]
+__all__ = ["TARGETS", "Scorecard"]
 
 # The mission's success metrics: (label, target, higher is better)
 TARGETS: dict[str, tuple[str, float, bool]] = {
@@ -67,7 +67,7 @@ class Scorecard:
             "expected_outcome_share": (sum(1 for r in faults if _as_expected(r)) / len(faults))
             if faults else None,
             "mttr_mean_seconds": statistics.fmean(mttrs) if mttrs else None,
-            "mttr_p90_seconds": mttrs[min(len(mttrs) - 1, int(round(0.9 * (len(mttrs) - 1))))]
+            "mttr_p90_seconds": mttrs[min(len(mttrs) - 1, round(0.9 * (len(mttrs) - 1)))]
             if mttrs else None,
             "false_positive_rate": false_alerts / all_alerts if all_alerts else 0.0,
             "alerts_total": all_alerts,
@@ -109,7 +109,7 @@ class Scorecard:
             ])
         return rows
 
-    HEADER = ["scenario", "expect", "detect", "predicted", "lead", "remediation", "recovery",
+    HEADER: ClassVar[list[str]] = ["scenario", "expect", "detect", "predicted", "lead", "remediation", "recovery",
               "outcome", "false alerts", "cause 1st"]
 
     def markdown(self) -> str:

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from vigil.config import StrictModel, load_yaml, parse_model
 
-__all__ = ["CorsConfig", "DemoConfig", "DEFAULT_CONFIG", "load_config", "deep_merge"]
+__all__ = ["DEFAULT_CONFIG", "CorsConfig", "DemoConfig", "deep_merge", "load_config"]
 
 
 class CorsConfig(StrictModel):

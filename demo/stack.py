@@ -24,8 +24,8 @@ from typing import Any
 
 import requests
 import yaml
-
 from vigil.demo.client import DemoTarget, start_demo_target
+
 from vigil.paths import DEPLOY_DIR, RULES_DIR
 from vigil.procs import (
     BinaryNotFound,
@@ -40,7 +40,7 @@ from vigil.procs import (
 from vigil.service import ArgumentParser
 from vigil.timescale import scale_alertmanager_config, scale_forecasts_config, scale_rule_file
 
-__all__ = ["Stack", "ServiceSpec", "SERVICES", "main"]
+__all__ = ["SERVICES", "ServiceSpec", "Stack", "main"]
 
 # Default loopback addresses; deploy/*.yml files use these, and the stack rewrites them
 # when a port is taken.
@@ -172,7 +172,7 @@ class Stack:
             log(f"starting {spec.job}")
             transform = None
             if spec.job == "vigil-forecaster":
-                transform = lambda d: scale_forecasts_config(d, self.time_scale)  # noqa: E731
+                transform = lambda d: scale_forecasts_config(d, self.time_scale)
             elif spec.job == "vigil-remediator":
                 transform = _with_demo_waits
             config = self.generated(spec.config, transform)
@@ -313,10 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     transform = None
     if args.scenario is not None:
         from vigil.demo.scenarios import _human_receivers
+
         from vigil.sink import WebhookReceiver
 
         human = WebhookReceiver().start()
-        transform = lambda doc: _human_receivers(doc, human.url)  # noqa: E731
+        transform = lambda doc: _human_receivers(doc, human.url)
     stack = Stack(workdir, time_scale=args.time_scale, am_transform=transform)
     print(f"vigil demo: working directory {workdir}")
     try:

@@ -22,12 +22,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from vigil.config import ConfigError
 from vigil.demo import db
 from vigil.demo.faults import DiskSpool, FaultError, Faults, MemoryLeak, PoolHog, tick
 from vigil.demo.repository import ItemRepository
 from vigil.demo.settings import DemoConfig, deep_merge, load_config
+
+from vigil.config import ConfigError
 from vigil.service import (
     ArgumentParser,
     add_service_flags,
@@ -36,7 +36,7 @@ from vigil.service import (
     setup_logging,
 )
 
-__all__ = ["TargetSettings", "DemoState", "create_app", "main", "STATE"]
+__all__ = ["STATE", "DemoState", "TargetSettings", "create_app", "main"]
 
 log = logging.getLogger("vigil.demo.target")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Severity", "Finding", "CheckResult", "Check", "CheckError", "SEVERITY_ORDER"]
+__all__ = ["SEVERITY_ORDER", "Check", "CheckError", "CheckResult", "Finding", "Severity"]
 
 
 class Severity(str, enum.Enum):

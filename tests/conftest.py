@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from vigil.demo.client import DemoTarget, start_demo_target
 
 from tests.harness import WebhookReceiver, in_ci, require_binary
 from vigil.db import normalize_url
-from vigil.demo.client import DemoTarget, start_demo_target
 from vigil.procs import ManagedProcess, start_alertmanager, start_prometheus
 
 _STARTED: list[ManagedProcess] = []

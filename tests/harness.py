@@ -13,8 +13,15 @@ import requests
 from vigil.procs import BinaryNotFound, find_binary
 from vigil.sink import WebhookReceiver
 
-__all__ = ["WebhookReceiver", "in_ci", "require_binary", "wait_for", "prom_query", "prom_value",
-           "prom_alerts"]
+__all__ = [
+    "WebhookReceiver",
+    "in_ci",
+    "prom_alerts",
+    "prom_query",
+    "prom_value",
+    "require_binary",
+    "wait_for",
+]
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from typing import Any
 from vigil.config import ConfigError, load_yaml
 from vigil.service import ArgumentParser
 
-__all__ = ["main", "KINDS", "detect_kind"]
+__all__ = ["KINDS", "detect_kind", "main"]
 
 # kind -> (module with load_config(path), top-level key that identifies the kind)
 KINDS: dict[str, tuple[str, str]] = {

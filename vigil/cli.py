@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from vigil import __version__
 
-__all__ = ["main", "SUBCOMMANDS"]
+__all__ = ["SUBCOMMANDS", "main"]
 
 # name -> (module, function, one-line help). Each function takes argv and returns an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-__all__ = ["ConfigError", "StrictModel", "load_yaml", "parse_model", "load_config", "key_path"]
+__all__ = ["ConfigError", "StrictModel", "key_path", "load_config", "load_yaml", "parse_model"]
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-__all__ = ["normalize_url", "create_engine", "redact_url"]
+__all__ = ["create_engine", "normalize_url", "redact_url"]
 
 
 def normalize_url(url: str | URL) -> URL:

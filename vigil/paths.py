@@ -12,4 +12,4 @@ DEPLOY_DIR = REPO_ROOT / "deploy"
 GRAFANA_DIR = REPO_ROOT / "grafana"
 DEMO_DIR = REPO_ROOT / "demo"
 
-__all__ = ["REPO_ROOT", "RULES_DIR", "DEPLOY_DIR", "GRAFANA_DIR", "DEMO_DIR"]
+__all__ = ["DEMO_DIR", "DEPLOY_DIR", "GRAFANA_DIR", "REPO_ROOT", "RULES_DIR"]

@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,12 @@ import yaml
 __all__ = [
     "BinaryNotFound",
     "ManagedProcess",
+    "alertmanager_config",
     "find_binary",
     "free_port",
-    "start_prometheus",
-    "start_alertmanager",
     "prometheus_config",
-    "alertmanager_config",
+    "start_alertmanager",
+    "start_prometheus",
 ]
 
 INSTALL_HINT = {
@@ -78,7 +78,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         env = {**os.environ, **(self.env or {})}
-        self.proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+        self.proc = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
             start_new_session=True,
         )
@@ -143,7 +143,7 @@ class ManagedProcess:
 
 
 def prometheus_config(
-    scrape_targets: dict[str, Sequence[str]],
+    scrape_targets: Mapping[str, Sequence[str]],
     *,
     rule_files: Sequence[str | Path] = (),
     alertmanagers: Sequence[str] = (),

@@ -18,8 +18,8 @@ __all__ = [
     "add_service_flags",
     "add_standard_routes",
     "parse_listen_address",
-    "setup_logging",
     "run_app",
+    "setup_logging",
 ]
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]

@@ -17,8 +17,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["parse_duration", "format_duration", "scale_expr", "scale_rule_groups", "scale_rule_file",
-           "scale_alertmanager_config", "scale_forecasts_config"]
+__all__ = [
+    "format_duration",
+    "parse_duration",
+    "scale_alertmanager_config",
+    "scale_expr",
+    "scale_forecasts_config",
+    "scale_rule_file",
+    "scale_rule_groups",
+]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = re.compile(r"^(?:\d+(?:ms|[smhdwy]))+$")

@@ -187,11 +187,14 @@ class IntelRepo:
         now = utcnow()
         created = [g for g in groups if g.id is None]
         if created:
-            ids = conn.execute(_NEW_GROUP, [
-                {"opened_at": now, "updated_at": now, "first_alert_at": g.first,
-                 "last_alert_at": g.last, "services": g.services, "shared": g.shared,
-                 "root_incident_id": g.root[0], "root_alertname": g.root[1], "ranking": [],
-                 "member_count": g.members} for g in created]).scalars().all()
+            rows = []
+            for g in created:
+                assert g.root is not None  # a group this batch creates is opened by its root
+                rows.append({"opened_at": now, "updated_at": now, "first_alert_at": g.first,
+                             "last_alert_at": g.last, "services": g.services, "shared": g.shared,
+                             "root_incident_id": g.root[0], "root_alertname": g.root[1],
+                             "ranking": [], "member_count": g.members})
+            ids = conn.execute(_NEW_GROUP, rows).scalars().all()
             for g, gid in zip(created, ids, strict=True):
                 g.id = int(gid)
         for g in groups:

@@ -227,8 +227,8 @@ async def test_sqlite_expected_schema_and_lints(tmp_path: Path) -> None:
     assert got == {("missing_column", Severity.CRITICAL, "items.stock"),
                    ("extra_table", Severity.INFO, "notes")}
     result = await lint(30)
-    got = {(f.rule, f.subject) for f in result.findings}
-    assert got == {("table_without_primary_key", "notes"), ("fk_without_index", "notes(order_id)"),
+    linted = {(f.rule, f.subject) for f in result.findings}
+    assert linted == {("table_without_primary_key", "notes"), ("fk_without_index", "notes(order_id)"),
                    ("nullable_fk_column", "notes(order_id)"), ("duplicate_index", "users.ix2")}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -95,7 +96,7 @@ async def test_each_difference_is_reported(pg_url: str, pg_schema_factory: Calla
     assert consistent(result) == (1.0 if expected[1] == I else 0.0)
 
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "tables": {
         "users": {"columns": {"id": {"type": "serial", "nullable": False},
                               "email": {"type": "text", "nullable": False},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from vigil.forecaster.model import FitRequest, fit_series
 
-
 # resident memory of the demo target in 128 KiB units, one sample a second, as the control
 # run of `vigil scenarios` read it: a warm-up, then flat
 PAGES = [501, 504, 504, 510, 512, 513, 515, 515, 516, 517, 517, 517, 518, 519, 519, 519, 519,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import requests
+from vigil.demo.client import DemoTarget
 
 from tests.harness import wait_for
-from vigil.demo.client import DemoTarget
 
 ORIGIN = "https://app.example.com"
 

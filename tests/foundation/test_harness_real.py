@@ -6,9 +6,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
+from vigil.demo.client import DemoTarget, start_demo_target
 
 from tests.harness import WebhookReceiver, prom_query, prom_value, wait_for
-from vigil.demo.client import DemoTarget, start_demo_target
 from vigil.procs import alertmanager_config, prometheus_config
 
 

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# schemathesis is a declared test dependency: a missing one fails here rather than skipping
+import schemathesis  # noqa: F401
 
 from tests.reliability.helpers import (
     ADMIN_TOKEN,
@@ -22,8 +24,6 @@ from tests.reliability.helpers import (
     remediator_process,
 )
 
-# schemathesis is a declared test dependency: a missing one fails here rather than skipping
-import schemathesis  # noqa: E402,F401
 MAX_EXAMPLES = 30
 
 

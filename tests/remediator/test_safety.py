@@ -4,6 +4,7 @@ resolved alerts cancelling queued and running work."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ async def test_attempt_budget_then_escalate(make_config: Any, start_remediator: 
     client = await start_remediator(make_config([proc], escalation={"url": webhook_receiver.url}))
     for i in range(3):
         await post(client, notification(alert("flakyAlert", f"c{i}", labels={"service": "db", "n": str(i)})))
-        await wait_until(lambda i=i: _state_of(client, f"c{i}", "escalated"), what=f"c{i} escalated")
+        await wait_until(functools.partial(_state_of, client, f"c{i}", "escalated"), what=f"c{i} escalated")
     rows = {r["fingerprint"]: r for r in await incidents(client)}
     assert "exited with 3" in rows["c0"]["reason"]
     assert "attempt budget exhausted: 2 attempts" in rows["c2"]["reason"]

@@ -177,7 +177,7 @@ async def test_alert_resolving_during_verification_does_not_end_the_verdict(
     await post(client, notification(alert("shedAlert", "aa", labels=labels)))
     await wait_until(lambda: demo_target.metric("demo_circuit_breaker_open") == 1, what="breaker open")
     await post(client, notification(alert("shedAlert", "aa", labels=labels, status="resolved")))
-    row = [r for r in await incidents(client) if r["fingerprint"] == "aa"][0]
+    row = next(r for r in await incidents(client) if r["fingerprint"] == "aa")
     assert row["state"] == "resolved"
     early = await attempt_of("aa")
     assert early is None, {k: early[k] for k in ("state", "reason", "verification", "verification_detail", "steps")}  # still verifying

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.harness import require_binary
 from vigil.demo.scenarios import SCENARIOS, ScenarioResult, _human_receivers, run_scenario
 from vigil.demo.scorecard import Scorecard
 from vigil.demo.stack import Stack
+
+from tests.harness import require_binary
 from vigil.sink import WebhookReceiver
 
 BY_NAME = {s.name: s for s in SCENARIOS}
