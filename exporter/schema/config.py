@@ -169,6 +169,8 @@ class ExpectedSchemaConfig(StrictModel):
         description="database where sql_file is loaded into a throwaway schema "
                     "(required when the target is PostgreSQL; the target is never written)")
     ignore_extra: bool = Field(default=False, description="do not report extra objects (info)")
+    compare_privileges: bool = Field(
+        default=False, description="also compare table grants (database and SQL sources)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ExpectedSchemaConfig:
