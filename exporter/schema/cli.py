@@ -210,7 +210,10 @@ def _cmd_check(args: Any) -> int:
         result = check.run_sync(args.timeout)
         if not result.success:
             print(f"{check.name}: FAILED: {result.error}", file=sys.stderr)
-            worst = max(worst, EXIT_UNREACHABLE)
+            # Redactor.describe renders configuration errors (a missing --schema, an
+            # unloadable sql_file) with this prefix: bad usage, not an unreachable database
+            config_error = (result.error or "").startswith("config error:")
+            worst = max(worst, EXIT_USAGE if config_error else EXIT_UNREACHABLE)
             continue
         for metric, samples in sorted(result.samples.items()):
             for labels, value in samples[:5]:
