@@ -150,6 +150,10 @@ class SchemaSpec(StrictModel):
     views: list[str] = Field(default_factory=list)
     required_tables: list[str] = Field(default_factory=list)
     enums: dict[str, list[str]] = Field(default_factory=dict)
+    functions: list[str] = Field(
+        default_factory=list, description="functions that must exist, by name (any arguments)")
+    extensions: list[str] = Field(default_factory=list,
+                                  description="extensions that must be installed (any version)")
 
 
 # --- the check config ------------------------------------------------------------------------

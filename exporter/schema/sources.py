@@ -120,6 +120,9 @@ def snapshot_from_spec(spec: SchemaSpec, live: Snapshot) -> Snapshot:
         name = _split(raw_name, live)
         snap.tables.setdefault(name, Table(name=name, kind="required"))
     snap.enums = {_split(k, live): list(v) for k, v in spec.enums.items()}
+    # a declared name, no definition: any overload of that name satisfies it
+    snap.functions = {_split(f, live): "" for f in spec.functions}
+    snap.extensions = {e: "" for e in spec.extensions}
     return snap
 
 

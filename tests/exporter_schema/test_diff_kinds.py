@@ -272,3 +272,16 @@ def test_schemas_and_extensions_are_compared(database_factory: Callable[[], str]
                    ("extra_schema", I, "scratchpad")]
     # citext's own functions are the extension's, not the schema's
     assert not any(name.startswith("citext") for name in expected.functions)
+
+
+async def test_a_spec_declares_functions_and_extensions_by_name(pg_url: str) -> None:
+    from tests.exporter_schema.test_diff import run_check
+
+    run_sql(pg_url, "CREATE FUNCTION touch(a int) RETURNS int LANGUAGE sql AS 'SELECT a';")
+    spec = {"functions": ["touch"], "extensions": []}
+    result = await run_check(pg_url, {"spec": spec, "ignore_extra": True})
+    assert result.findings == []
+    spec = {"functions": ["touch", "audit_row"], "extensions": ["no_such_extension"]}
+    result = await run_check(pg_url, {"spec": spec, "ignore_extra": True})
+    assert [(f.rule, f.severity, f.subject) for f in result.findings] == [
+        ("missing_function", W, "audit_row"), ("missing_extension", W, "no_such_extension")]
