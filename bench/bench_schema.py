@@ -85,7 +85,8 @@ def same_kinds_inspector() -> Any:
             self.load_triggers()
             self.load_rlspolicies()
             # not loaded (Vigil does not read them): collations, types, domains, dependencies
-            self.collations = self.types = self.domains = OrderedDict()
+            empty: OrderedDict[str, Any] = OrderedDict()
+            self.collations = self.types = self.domains = empty
 
     return SameKinds
 
