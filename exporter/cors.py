@@ -163,19 +163,19 @@ THIRD_PARTY_ORIGINS = (
     "https://jsfiddle.net",
     "https://fiddle.jshell.net",
     "https://codesandbox.io",
-    "https://vigil-probe.csb.app",
+    "https://vigilprobe.csb.app",
     "https://stackblitz.com",
-    "https://vigil-probe.github.io",
-    "https://vigil-probe.gitlab.io",
-    "https://vigil-probe.netlify.app",
-    "https://vigil-probe.vercel.app",
-    "https://vigil-probe.pages.dev",
-    "https://vigil-probe.herokuapp.com",
+    "https://vigilprobe.github.io",
+    "https://vigilprobe.gitlab.io",
+    "https://vigilprobe.netlify.app",
+    "https://vigilprobe.vercel.app",
+    "https://vigilprobe.pages.dev",
+    "https://vigilprobe.herokuapp.com",
     "https://replit.com",
 )
 EVIL = "evil"  # the attacker label of the pre- and post-domain probes
 ATTACKER_DOMAIN = "evil.example"  # RFC 2606 reserved: never a real site
-SUBDOMAIN_LABEL = "vigil-subdomain-probe"
+SUBDOMAIN_LABEL = "vigilprobe"  # letters only: `\w+` and `[a-z]+` patterns match it
 
 # kind -> (rule, what an accepting allow-list does wrong)
 PROBE_KINDS: dict[str, tuple[str, str]] = {
@@ -236,7 +236,6 @@ def probe_origins_for(origin: str) -> dict[str, str]:
         add("special_chars", scheme, f"{host}{char}.{ATTACKER_DOMAIN}")
     if len(host) > 1:
         add("substring", scheme, host[:-1])
-        add("substring", scheme, host[1:])
     if scheme == "https":
         add("http_downgrade", "http", host)
     return out

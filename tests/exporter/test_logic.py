@@ -103,7 +103,7 @@ def test_probe_origins_cover_every_class() -> None:
         "http://app.example.com.evil.example:8443": "post_domain",
         "https://appxexample.com:8443": "unescaped_dot",
         "https://app.examplexcom:8443": "unescaped_dot",
-        "https://vigil-subdomain-probe.example.com:8443": "subdomain",
+        "https://vigilprobe.example.com:8443": "subdomain",
         "https://app.example.com_.evil.example:8443": "special_chars",
         "https://app.example.com%60.evil.example:8443": "special_chars",
         "https://app.example.co:8443": "substring",

@@ -1,0 +1,277 @@
+"""The CORS check finds what CORS scanners (Corsy, CORScanner, CORStest) find, without being
+told the attacker origin: each CORS layer below is configured only as its docs say, with a
+misconfiguration from the wild, and the finding names the probe origin it trusted. The same
+layers configured correctly stay clean."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
+from vigil.exporter.base import CheckResult
+from vigil.exporter.config import parse_config
+
+from tests.exporter.docs_claims import assert_documented
+from tests.exporter.helpers import arun_checks
+from tests.exporter.servers import (
+    Servers,
+    django_cors_app,
+    flask_cors_app,
+    starlette_cors_app,
+)
+
+WWW = "https://www.example.com"
+APP = "https://app.example.com"
+
+
+def config(base_url: str, origins: list[str], **cors: Any) -> Any:
+    return parse_config(
+        {
+            "targets": [
+                {
+                    "name": "scanned",
+                    "base_url": base_url,
+                    "cors": {
+                        "path": "/api/items",
+                        "origins": origins,
+                        "methods": ["GET", "POST", "PATCH"],
+                        "request_headers": ["Content-Type"],
+                        **cors,
+                    },
+                }
+            ]
+        }
+    )
+
+
+async def scan(base_url: str, origins: list[str], **cors: Any) -> CheckResult:
+    result = (await arun_checks(config(base_url, origins, **cors), timeout=30))["cors"]
+    assert result.success, result.error
+    assert_documented("cors", result)
+    return result
+
+
+def found(result: CheckResult) -> dict[str, tuple[str, str]]:
+    """probe origin -> (rule, severity) of the origin findings."""
+    return {
+        f.subject: (f.rule, f.severity.value)
+        for f in result.findings
+        if f.rule.startswith("origin_") or f.rule == "null_origin_trusted"
+    }
+
+
+async def test_hand_written_suffix_match(aiohttp_server: AiohttpServer) -> None:
+    """`origin.endswith("example.com")`, the classic suffix match, also trusts evilexample.com
+    (and the http:// look-alikes); the finding names each probe origin."""
+
+    async def handler(request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin", "")
+        headers = {"Vary": "Origin"}
+        if origin.endswith("example.com"):
+            headers |= {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Allow-Methods": "GET, POST, PATCH",
+                "Access-Control-Allow-Headers": "Content-Type",
+            }
+        return web.Response(status=204 if request.method == "OPTIONS" else 200, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/api/items", handler)
+    server = await aiohttp_server(app)
+    result = await scan(str(server.make_url("")).rstrip("/"), ["https://example.com"])
+    hits = found(result)
+    assert hits["https://evilexample.com"] == ("origin_pre_domain", "critical"), hits
+    assert hits["http://evilexample.com"] == ("origin_pre_domain", "critical")
+    assert hits["http://example.com"] == ("origin_http_downgrade", "critical")
+    # A suffix match is not a prefix match: the post-domain probes are refused.
+    assert "https://example.com.evil.example" not in hits
+    finding = next(f for f in result.findings if f.subject == "https://evilexample.com")
+    assert "https://evilexample.com" in finding.message and "suffix" in finding.message
+
+
+async def test_hand_written_exact_list_is_clean(aiohttp_server: AiohttpServer) -> None:
+    allowed = {APP, "https://admin.example.com"}
+
+    async def handler(request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin", "")
+        headers = {"Vary": "Origin"}
+        if origin in allowed:
+            headers |= {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Allow-Methods": "GET, POST, PATCH",
+                "Access-Control-Allow-Headers": "Content-Type",
+            }
+        return web.Response(status=204 if request.method == "OPTIONS" else 200, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/api/items", handler)
+    server = await aiohttp_server(app)
+    result = await scan(str(server.make_url("")).rstrip("/"), sorted(allowed))
+    assert result.findings == [], result.findings
+
+
+async def test_hand_written_substring_and_unanchored_regex(aiohttp_server: AiohttpServer) -> None:
+    """`origin in ALLOWED` on a string, and re.match without `$`: substring, post-domain and
+    special-character probes get through; null and a code sandbox are trusted by name."""
+
+    allowed_text = f"{APP} https://admin.example.com"
+
+    async def substring(request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin", "")
+        ok = bool(origin) and origin in allowed_text
+        return web.Response(headers={"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                                     "Access-Control-Allow-Credentials": "true"} if ok else {})
+
+    async def prefix(request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin", "")
+        ok = re.match(r"https://app\.example\.com", origin) or origin in ("null",
+                                                                          "https://codepen.io")
+        return web.Response(headers={"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+                            if ok else {})
+
+    app = web.Application()
+    app.router.add_route("*", "/api/items", substring)
+    app.router.add_route("*", "/api/prefix", prefix)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("")).rstrip("/")
+    hits = found(await scan(base, [APP], methods=["GET"], request_headers=[]))
+    assert hits["https://app.example.co"] == ("origin_substring", "critical"), hits
+    assert "https://evilapp.example.com" not in hits
+
+    hits = found(await scan(base, [APP], path="/api/prefix", methods=["GET"], request_headers=[],
+                            credentials=False))
+    assert hits["https://app.example.com.evil.example"] == ("origin_post_domain", "warning"), hits
+    assert hits["https://app.example.com_.evil.example"] == ("origin_special_chars", "warning")
+    assert hits["https://app.example.com%60.evil.example"] == ("origin_special_chars", "warning")
+    assert hits["https://codepen.io"] == ("origin_third_party", "warning")
+    assert hits["null"] == ("null_origin_trusted", "warning")
+    assert "http://app.example.com" not in hits  # the regex names https only
+
+
+async def test_starlette_unescaped_dot(servers: Servers) -> None:
+    """allow_origin_regex with an unescaped dot trusts wwwXexample.com."""
+    url = servers.asgi(
+        starlette_cors_app(
+            allow_origin_regex=r"https://www.example.com",
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Content-Type"],
+        )
+    )
+    result = await scan(url, [WWW])
+    hits = found(result)
+    assert hits == {
+        "https://wwwxexample.com": ("origin_unescaped_dot", "critical"),
+        "https://www.examplexcom": ("origin_unescaped_dot", "critical"),
+    }, hits
+    assert "escape every dot" in result.findings[0].fix
+
+
+async def test_starlette_any_subdomain_and_third_party(servers: Servers) -> None:
+    """A regex for every subdomain is a warning with credentials (not the pre-domain probes it
+    also admits); a github.io pattern trusts pages anyone can publish; https? trusts http."""
+    url = servers.asgi(
+        starlette_cors_app(
+            allow_origin_regex=r"https?://([a-z0-9-]+\.example\.com|[a-z0-9-]+\.github\.io)",
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Content-Type"],
+        )
+    )
+    hits = found(await scan(url, [APP]))
+    assert hits["https://vigilprobe.example.com"] == ("origin_any_subdomain", "warning")
+    assert hits["https://vigilprobe.github.io"] == ("origin_third_party", "critical")
+    assert hits["http://app.example.com"] == ("origin_http_downgrade", "critical")
+    assert "https://evilapp.example.com" not in hits  # explained by the subdomain finding
+    assert "https://evilexample.com" not in hits
+
+
+async def test_starlette_any_subdomain_without_credentials_is_info(servers: Servers) -> None:
+    url = servers.asgi(
+        starlette_cors_app(allow_origin_regex=r"https://[a-z0-9-]+\.example\.com",
+                           allow_methods=["GET", "POST", "PATCH"], allow_headers=["Content-Type"])
+    )
+    hits = found(await scan(url, [APP], credentials=False))
+    assert hits == {
+        "https://vigilprobe.example.com": ("origin_any_subdomain", "info")
+    }, hits
+
+
+async def test_starlette_escaped_anchored_regex_is_clean(servers: Servers) -> None:
+    url = servers.asgi(
+        starlette_cors_app(
+            allow_origin_regex=r"https://(app|admin)\.example\.com",
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Content-Type"],
+        )
+    )
+    result = await scan(url, [APP, "https://admin.example.com"])
+    assert result.findings == [], result.findings
+
+
+async def test_django_cors_headers_unescaped_dot(servers: Servers) -> None:
+    """CORS_ALLOWED_ORIGIN_REGEXES with an unescaped dot (django-cors-headers matches from the
+    start, so `$` alone does not help)."""
+    with django_cors_app(
+        CORS_ALLOWED_ORIGIN_REGEXES=[r"^https://www.example.com$"],
+        CORS_ALLOW_CREDENTIALS=True,
+    ) as app:
+        hits = found(await scan(servers.wsgi(app), [WWW]))
+    assert hits == {
+        "https://wwwxexample.com": ("origin_unescaped_dot", "critical"),
+        "https://www.examplexcom": ("origin_unescaped_dot", "critical"),
+    }, hits
+
+
+async def test_django_cors_headers_any_subdomain(servers: Servers) -> None:
+    with django_cors_app(
+        CORS_ALLOWED_ORIGIN_REGEXES=[r"^https://\w+\.example\.com$"],
+        CORS_ALLOW_CREDENTIALS=True,
+    ) as app:
+        hits = found(await scan(servers.wsgi(app), [APP]))
+    assert hits == {
+        "https://vigilprobe.example.com": ("origin_any_subdomain", "warning")
+    }, hits
+
+
+async def test_django_cors_headers_exact_list_is_clean(servers: Servers) -> None:
+    with django_cors_app(
+        CORS_ALLOWED_ORIGINS=[APP, "https://admin.example.com"], CORS_ALLOW_CREDENTIALS=True
+    ) as app:
+        result = await scan(servers.wsgi(app), [APP, "https://admin.example.com"])
+    assert result.findings == [], result.findings
+
+
+async def test_flask_cors_suffix_regex(servers: Servers) -> None:
+    """flask-cors treats an origin with regex characters as a pattern; `.*example\\.com` is a
+    suffix match that trusts evilexample.com, over http too."""
+    url = servers.wsgi(
+        flask_cors_app(origins=[r"https?://.*example\.com"], supports_credentials=True)
+    )
+    hits = found(await scan(url, ["https://example.com"]))
+    assert hits["https://evilexample.com"] == ("origin_pre_domain", "critical"), hits
+    assert hits["http://example.com"] == ("origin_http_downgrade", "critical")
+
+
+async def test_flask_cors_exact_list_is_clean(servers: Servers) -> None:
+    url = servers.wsgi(
+        flask_cors_app(origins=[APP, "https://admin.example.com"], supports_credentials=True)
+    )
+    result = await scan(url, [APP, "https://admin.example.com"])
+    assert result.findings == [], result.findings
+
+
+async def test_disallowed_origins_stay_an_extra(servers: Servers) -> None:
+    """Listed origins are probed too, and reported as origin_outside_allowlist."""
+    url = servers.asgi(
+        starlette_cors_app(allow_origin_regex=r"https://(app\.example\.com|partner\.example\.net)",
+                           allow_methods=["GET", "POST", "PATCH"], allow_headers=["Content-Type"])
+    )
+    hits = found(await scan(url, [APP], credentials=False,
+                            disallowed_origins=["https://partner.example.net"]))
+    assert hits == {"https://partner.example.net": ("origin_outside_allowlist", "warning")}, hits
