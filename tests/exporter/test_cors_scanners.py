@@ -6,6 +6,7 @@ layers configured correctly stay clean."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -62,14 +63,13 @@ def found(result: CheckResult) -> dict[str, tuple[str, str]]:
     }
 
 
-async def test_hand_written_suffix_match(aiohttp_server: AiohttpServer) -> None:
-    """`origin.endswith("example.com")`, the classic suffix match, also trusts evilexample.com
-    (and the http:// look-alikes); the finding names each probe origin."""
+def hand_written(accept: Callable[[str], bool]) -> web.Application:
+    """A handler that echoes an accepted Origin with credentials, as hand-written CORS does."""
 
     async def handler(request: web.Request) -> web.Response:
         origin = request.headers.get("Origin", "")
         headers = {"Vary": "Origin"}
-        if origin.endswith("example.com"):
+        if origin and accept(origin):
             headers |= {
                 "Access-Control-Allow-Origin": origin,
                 "Access-Control-Allow-Credentials": "true",
@@ -80,6 +80,13 @@ async def test_hand_written_suffix_match(aiohttp_server: AiohttpServer) -> None:
 
     app = web.Application()
     app.router.add_route("*", "/api/items", handler)
+    return app
+
+
+async def test_hand_written_suffix_match(aiohttp_server: AiohttpServer) -> None:
+    """`origin.endswith("example.com")`, the classic suffix match, also trusts evilexample.com
+    (and the http:// look-alikes); the finding names each probe origin."""
+    app = hand_written(lambda origin: origin.endswith("example.com"))
     server = await aiohttp_server(app)
     result = await scan(str(server.make_url("")).rstrip("/"), ["https://example.com"])
     hits = found(result)
@@ -94,22 +101,7 @@ async def test_hand_written_suffix_match(aiohttp_server: AiohttpServer) -> None:
 
 async def test_hand_written_exact_list_is_clean(aiohttp_server: AiohttpServer) -> None:
     allowed = {APP, "https://admin.example.com"}
-
-    async def handler(request: web.Request) -> web.Response:
-        origin = request.headers.get("Origin", "")
-        headers = {"Vary": "Origin"}
-        if origin in allowed:
-            headers |= {
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Credentials": "true",
-                "Access-Control-Allow-Methods": "GET, POST, PATCH",
-                "Access-Control-Allow-Headers": "Content-Type",
-            }
-        return web.Response(status=204 if request.method == "OPTIONS" else 200, headers=headers)
-
-    app = web.Application()
-    app.router.add_route("*", "/api/items", handler)
-    server = await aiohttp_server(app)
+    server = await aiohttp_server(hand_written(lambda origin: origin in allowed))
     result = await scan(str(server.make_url("")).rstrip("/"), sorted(allowed))
     assert result.findings == [], result.findings
 
