@@ -203,7 +203,7 @@ def test_a_dotenv_file_the_app_loads_never_stops_the_check(tmp_path: Path) -> No
         'API_KEY="canary-unterminated\n'
         "LOG_LEVEL=verbose\n"
     )
-    spec = [
+    spec: list[dict[str, Any]] = [
         {"name": "PORT", "type": "port"},
         {"name": "CERT", "pattern": "(?s)-----BEGIN-----.*-----END-----"},
         {"name": "FLAG", "key": "feature.flag", "type": "bool"},

@@ -25,7 +25,8 @@ STRICT_CSP = "default-src 'self'; object-src 'none'; frame-ancestors 'none'"
 
 
 async def serve(aiohttp_server: AiohttpServer, headers: dict[str, str], *,
-                cookies: list[str] = (), ssl_ctx: ssl.SSLContext | None = None) -> Any:
+                cookies: tuple[str, ...] | list[str] = (),
+                ssl_ctx: ssl.SSLContext | None = None) -> Any:
     async def page(_: web.Request) -> web.Response:
         resp = web.Response(text="ok", headers=headers)
         for cookie in cookies:
