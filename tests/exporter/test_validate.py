@@ -113,21 +113,16 @@ def test_a_check_that_cannot_run_exits_2(tmp_path: Path) -> None:
     assert check["success"] is False and "every CORS probe failed" in check["error"]
 
 
+def write_cors_config(path: Path, **cors: Any) -> Path:
+    """A one-target config for http://x whose cors check has `cors` (origins defaulted)."""
+    cors = {"origins": ["https://a.example.com"], **cors}
+    target = {"name": "t", "base_url": "http://x", "cors": cors}
+    path.write_text(yaml.safe_dump({"targets": [target]}))
+    return path
+
+
 def test_bad_config_exits_2_with_the_key_path(tmp_path: Path) -> None:
-    config = tmp_path / "exporter.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "targets": [
-                    {
-                        "name": "t",
-                        "base_url": "http://x",
-                        "cors": {"origins": ["https://a.example.com/app"]},
-                    }
-                ]
-            }
-        )
-    )
+    config = write_cors_config(tmp_path / "exporter.yml", origins=["https://a.example.com/app"])
     out = vigil("validate", f"--config.file={config}", cwd=tmp_path)
     assert out.returncode == 2
     assert f"{config}: targets[0].cors.origins[0]:" in out.stderr
@@ -135,20 +130,7 @@ def test_bad_config_exits_2_with_the_key_path(tmp_path: Path) -> None:
     assert check.returncode == 1 and "targets[0].cors.origins[0]" in check.stderr
     missing = vigil("validate", f"--config.file={tmp_path / 'nope.yml'}", cwd=tmp_path)
     assert missing.returncode == 2 and "file not found" in missing.stderr
-    ok = tmp_path / "ok.yml"
-    ok.write_text(
-        yaml.safe_dump(
-            {
-                "targets": [
-                    {
-                        "name": "t",
-                        "base_url": "http://x",
-                        "cors": {"origins": ["https://a.example.com"]},
-                    }
-                ]
-            }
-        )
-    )
+    ok = write_cors_config(tmp_path / "ok.yml")
     unknown = vigil("validate", f"--config.file={ok}", "--target=zzz", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown target(s): zzz" in unknown.stderr
 
@@ -236,20 +218,7 @@ def test_the_default_gate_fails_on_warnings_and_a_config_sets_it_per_check(
 def test_cors_config_mistakes_are_rejected_naming_the_key(
     tmp_path: Path, cors: dict[str, Any], key: str, says: str
 ) -> None:
-    config = tmp_path / "exporter.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "targets": [
-                    {
-                        "name": "t",
-                        "base_url": "http://x",
-                        "cors": {"origins": ["https://a.example.com"], **cors},
-                    }
-                ]
-            }
-        )
-    )
+    config = write_cors_config(tmp_path / "exporter.yml", **cors)
     out = vigil("check-config", str(config), cwd=tmp_path)
     assert out.returncode == 1, out.stdout
     assert f"targets[0].{key}:" in out.stderr and says in out.stderr, out.stderr
