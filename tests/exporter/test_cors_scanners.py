@@ -144,16 +144,21 @@ async def test_hand_written_substring_and_unanchored_regex(aiohttp_server: Aioht
     assert "http://app.example.com" not in hits  # the regex names https only
 
 
-async def test_starlette_unescaped_dot(servers: Servers) -> None:
-    """allow_origin_regex with an unescaped dot trusts wwwXexample.com."""
-    url = servers.asgi(
+def starlette_regex(servers: Servers, regex: str, credentials: bool = True) -> str:
+    """Starlette's CORSMiddleware with allow_origin_regex, as its docs configure it."""
+    return servers.asgi(
         starlette_cors_app(
-            allow_origin_regex=r"https://www.example.com",
-            allow_credentials=True,
+            allow_origin_regex=regex,
+            allow_credentials=credentials,
             allow_methods=["GET", "POST", "PATCH"],
             allow_headers=["Content-Type"],
         )
     )
+
+
+async def test_starlette_unescaped_dot(servers: Servers) -> None:
+    """allow_origin_regex with an unescaped dot trusts wwwXexample.com."""
+    url = starlette_regex(servers, r"https://www.example.com")
     result = await scan(url, [WWW])
     hits = found(result)
     assert hits == {
@@ -166,14 +171,7 @@ async def test_starlette_unescaped_dot(servers: Servers) -> None:
 async def test_starlette_any_subdomain_and_third_party(servers: Servers) -> None:
     """A regex for every subdomain is a warning with credentials (not the pre-domain probes it
     also admits); a github.io pattern trusts pages anyone can publish; https? trusts http."""
-    url = servers.asgi(
-        starlette_cors_app(
-            allow_origin_regex=r"https?://([a-z0-9-]+\.example\.com|[a-z0-9-]+\.github\.io)",
-            allow_credentials=True,
-            allow_methods=["GET", "POST", "PATCH"],
-            allow_headers=["Content-Type"],
-        )
-    )
+    url = starlette_regex(servers, r"https?://([a-z0-9-]+\.example\.com|[a-z0-9-]+\.github\.io)")
     hits = found(await scan(url, [APP]))
     assert hits["https://vigilprobe.example.com"] == ("origin_any_subdomain", "warning")
     assert hits["https://vigilprobe.github.io"] == ("origin_third_party", "critical")
@@ -183,10 +181,7 @@ async def test_starlette_any_subdomain_and_third_party(servers: Servers) -> None
 
 
 async def test_starlette_any_subdomain_without_credentials_is_info(servers: Servers) -> None:
-    url = servers.asgi(
-        starlette_cors_app(allow_origin_regex=r"https://[a-z0-9-]+\.example\.com",
-                           allow_methods=["GET", "POST", "PATCH"], allow_headers=["Content-Type"])
-    )
+    url = starlette_regex(servers, r"https://[a-z0-9-]+\.example\.com", credentials=False)
     hits = found(await scan(url, [APP], credentials=False))
     assert hits == {
         "https://vigilprobe.example.com": ("origin_any_subdomain", "info")
@@ -194,14 +189,7 @@ async def test_starlette_any_subdomain_without_credentials_is_info(servers: Serv
 
 
 async def test_starlette_escaped_anchored_regex_is_clean(servers: Servers) -> None:
-    url = servers.asgi(
-        starlette_cors_app(
-            allow_origin_regex=r"https://(app|admin)\.example\.com",
-            allow_credentials=True,
-            allow_methods=["GET", "POST", "PATCH"],
-            allow_headers=["Content-Type"],
-        )
-    )
+    url = starlette_regex(servers, r"https://(app|admin)\.example\.com")
     result = await scan(url, [APP, "https://admin.example.com"])
     assert result.findings == [], result.findings
 
@@ -260,9 +248,8 @@ async def test_flask_cors_exact_list_is_clean(servers: Servers) -> None:
 
 async def test_disallowed_origins_stay_an_extra(servers: Servers) -> None:
     """Listed origins are probed too, and reported as origin_outside_allowlist."""
-    url = servers.asgi(
-        starlette_cors_app(allow_origin_regex=r"https://(app\.example\.com|partner\.example\.net)",
-                           allow_methods=["GET", "POST", "PATCH"], allow_headers=["Content-Type"])
+    url = starlette_regex(
+        servers, r"https://(app\.example\.com|partner\.example\.net)", credentials=False
     )
     hits = found(await scan(url, [APP], credentials=False,
                             disallowed_origins=["https://partner.example.net"]))
