@@ -254,3 +254,22 @@ async def test_disallowed_origins_stay_an_extra(servers: Servers) -> None:
     hits = found(await scan(url, [APP], credentials=False,
                             disallowed_origins=["https://partner.example.net"]))
     assert hits == {"https://partner.example.net": ("origin_outside_allowlist", "warning")}, hits
+
+
+async def test_required_headers_choose_which_refused_headers_are_findings(
+    servers: Servers,
+) -> None:
+    """Every request header is probed (the matrix shows a refused one), but only those in
+    required_headers (default: all) become findings."""
+    url = servers.asgi(
+        starlette_cors_app(allow_origins=[APP], allow_credentials=True,
+                           allow_methods=["GET", "POST", "PATCH"], allow_headers=["Content-Type"])
+    )
+    headers = ["Content-Type", "X-Debug"]
+    everything = await scan(url, [APP], request_headers=headers)
+    refused = {f.subject for f in everything.findings if f.rule == "header_refused"}
+    assert refused == {f"{APP} {m} X-Debug" for m in ("GET", "POST", "PATCH")}, refused
+    chosen = await scan(url, [APP], request_headers=headers, required_headers=["content-type"])
+    assert chosen.findings == [], chosen.findings
+    allowed = {lab["method"]: v for lab, v in chosen.samples["vigil_cors_preflight_allowed"]}
+    assert allowed == {"GET": 0.0, "POST": 0.0, "PATCH": 0.0}
