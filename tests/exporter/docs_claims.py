@@ -10,7 +10,7 @@ from pathlib import Path
 from vigil.exporter.base import CheckResult
 
 DOCS = Path(__file__).parents[2] / "docs" / "checks"
-_ROW = re.compile(r"^\|\s*`([a-z_]+)`\s*\|\s*([^|]+)\|")
+_ROW = re.compile(r"^\|\s*`([a-z0-9_]+)`\s*\|\s*([^|]+)\|")
 
 
 @cache

@@ -24,7 +24,7 @@ RUNNER_RULES = {"check_failed"}  # reported by the runner for any check that can
 def emitted(check: str) -> set[str]:
     rules: set[str] = set()
     for name in MODULES[check]:
-        rules |= set(re.findall(r'(?:Finding|_StepFailed)\(\s*"([a-z_]+)"', (EXPORTER / name).read_text()))
+        rules |= set(re.findall(r'(?:Finding|_StepFailed)\(\s*"([a-z0-9_]+)"', (EXPORTER / name).read_text()))
     if check == "cors":
         rules |= {rule for rule, _ in PROBE_KINDS.values()}
     return rules
