@@ -5,6 +5,7 @@ layers configured correctly stay clean."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
@@ -273,3 +274,36 @@ async def test_required_headers_choose_which_refused_headers_are_findings(
     assert chosen.findings == [], chosen.findings
     allowed = {lab["method"]: v for lab, v in chosen.samples["vigil_cors_preflight_allowed"]}
     assert allowed == {"GET": 0.0, "POST": 0.0, "PATCH": 0.0}
+
+
+async def test_wildcard_public_api_and_unreadable_responses(aiohttp_server: AiohttpServer) -> None:
+    """`*` without credentials is info (a public API); a preflight that passes while the
+    actual response lacks CORS headers is critical; a probe that times out is a warning."""
+
+    async def public(request: web.Request) -> web.Response:
+        return web.Response(headers={"Access-Control-Allow-Origin": "*",
+                                     "Access-Control-Allow-Methods": "GET, POST, PATCH"},
+                            status=204 if request.method == "OPTIONS" else 200)
+
+    async def preflight_only(request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin", "")
+        if request.method == "OPTIONS" and origin == APP:
+            return web.Response(status=204, headers={
+                "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Allow-Methods": "GET, POST, PATCH", "Vary": "Origin"})
+        if origin == "null":
+            await asyncio.sleep(2)  # one probe never answers within request_timeout
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_route("*", "/api/items", public)
+    app.router.add_route("*", "/api/legacy", preflight_only)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("")).rstrip("/")
+    result = await scan(base, [APP], credentials=False, request_headers=[])
+    assert {(f.rule, f.severity.value) for f in result.findings} == {("wildcard_origin", "info")}
+
+    result = await scan(base, [APP], path="/api/legacy", request_headers=[], request_timeout=0.5)
+    found_rules = {(f.rule, f.subject, f.severity.value) for f in result.findings}
+    assert ("response_unreadable", f"{APP} GET", "critical") in found_rules, found_rules
+    assert any(rule == "probe_failed" and sev == "warning" for rule, _, sev in found_rules)

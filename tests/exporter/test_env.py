@@ -159,6 +159,16 @@ def test_baseline_drift_by_salted_hash(tmp_path: Path) -> None:
     samples = {lab["variable"]: v for lab, v in result.samples["vigil_env_drift"]}
     assert samples["API_KEY"] == 1.0 and samples["PORT"] == 0.0
 
+    # A variable added to the spec after the baseline was recorded is info, not drift.
+    grown = env_config(
+        tmp_path, [*SPEC, {"name": "REGION", "required": False}], source="dotenv",
+        file=str(env_file), baseline_file=str(baseline),
+    )
+    result = run_checks(grown)["env"]
+    assert ("baseline_unknown_variable", "REGION", "info") in {
+        (f.rule, f.subject, f.severity.value) for f in result.findings
+    }
+
 
 def test_record_missing_baseline_trusts_first_use(tmp_path: Path) -> None:
     env_file = write_dotenv(tmp_path / ".env", GOOD)

@@ -256,3 +256,31 @@ def test_grades_follow_the_observatory_chart() -> None:
         assert grade_for(floor) == grade and grade_for(floor + 4) == (grade if floor < 100
                                                                       else "A+")
     assert grade_for(135) == "A+" and grade_for(-20) == "F"
+
+
+async def test_https_csp_http_sources_invalid_hsts_and_samesite_none(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    ctx, cert = tls_context(tmp_path)
+    headers = {
+        **SAFE,
+        "Content-Security-Policy": STRICT_CSP + "; img-src http://img.example.com",
+        "Strict-Transport-Security": "includeSubDomains",
+    }
+    server = await serve(aiohttp_server, headers,
+                         cookies=["prefs=1; SameSite=None; HttpOnly"], ssl_ctx=ctx)
+    result = await judge(f"https://127.0.0.1:{server.port}", tls_ca_file=str(cert))
+    assert rules_of(result) == {
+        "csp_insecure_source": "info",  # images only: passive content
+        "hsts_invalid": "warning",
+        "cookie_not_secure": "warning",
+        "cookie_samesite_none_insecure": "warning",
+    }, result.findings
+
+    headers["Content-Security-Policy"] = STRICT_CSP.replace("'self'", "'self' http://cdn.example.com")
+    headers["Strict-Transport-Security"] = "max-age=31536000"
+    server = await serve(aiohttp_server, headers, ssl_ctx=ctx)
+    result = await judge(f"https://127.0.0.1:{server.port}", tls_ca_file=str(cert))
+    assert rules_of(result) == {"csp_insecure_source": "warning"}, result.findings
+    # The Observatory: csp-implemented-with-insecure-scheme, -20: 80, so no bonuses.
+    assert observatory(result) == (80.0, "B+")
