@@ -55,7 +55,7 @@ def _origin(value: str) -> str:
             "an origin is scheme://host[:port] with no path, query or user, "
             "e.g. https://app.example.com"
         )
-    if any(c in parts.netloc for c in "*?[]"):
+    if any(c in parts.netloc for c in "*?") or "[" in parts.netloc.lstrip("["):
         raise ValueError(
             "an origin is one exact scheme://host[:port]; glob patterns such as * are not "
             "expanded (the check derives look-alike origins itself)"

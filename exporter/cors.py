@@ -9,6 +9,7 @@ list counts only for requests without credentials (and never covers Authorizatio
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -217,6 +218,14 @@ def probe_origins_for(origin: str) -> dict[str, str]:
     parts = urlsplit(origin)
     host, port, scheme = parts.hostname or "", parts.port, parts.scheme
     out: dict[str, str] = {}
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # an IP address has no look-alike names; only its http twin
+        if scheme == "https":
+            out[urlunsplit(("http", parts.netloc, "", "", ""))] = "http_downgrade"
+        return out
 
     def add(kind: str, scheme_: str, host_: str) -> None:
         out.setdefault(urlunsplit((scheme_, _netloc(host_, port), "", "", "")), kind)

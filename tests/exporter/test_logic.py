@@ -117,6 +117,8 @@ def test_probe_origins_cover_every_class() -> None:
     assert "http_downgrade" not in probe_origins_for("http://app.example.com").values()
     assert "subdomain" not in probe_origins_for("http://127.0.0.1:8080").values()
     assert probe_origins_for("null") == {}
+    assert probe_origins_for("https://[::1]:8443") == {"http://[::1]:8443": "http_downgrade"}
+    assert probe_origins_for("http://127.0.0.1:8080") == {}
 
 
 @pytest.mark.parametrize(
