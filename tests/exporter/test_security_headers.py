@@ -284,3 +284,11 @@ async def test_https_csp_http_sources_invalid_hsts_and_samesite_none(
     assert rules_of(result) == {"csp_insecure_source": "warning"}, result.findings
     # The Observatory: csp-implemented-with-insecure-scheme, -20: 80, so no bonuses.
     assert observatory(result) == (80.0, "B+")
+
+
+async def test_report_only_csp_enforces_nothing(aiohttp_server: AiohttpServer) -> None:
+    headers = {k: v for k, v in SAFE.items() if k != "Content-Security-Policy"}
+    headers["Content-Security-Policy-Report-Only"] = STRICT_CSP
+    result = await judge(str((await serve(aiohttp_server, headers)).make_url("")).rstrip("/"))
+    assert rules_of(result) == {"csp_missing": "warning"}, result.findings
+    assert "Report-Only" in next(f for f in result.findings if f.rule == "csp_missing").message
