@@ -124,7 +124,6 @@ def _cookies(headers: Headers, hsts_ok: bool) -> tuple[str, int]:
         if worst is None or mod < worst[1]:
             worst = (name, mod)
 
-    jar: SimpleCookie = SimpleCookie()
     missing_samesite = False
     count = 0
     for raw in headers.getall("Set-Cookie", []):
@@ -135,7 +134,7 @@ def _cookies(headers: Headers, hsts_ok: bool) -> tuple[str, int]:
             ):
                 worse("cookies-samesite-flag-invalid", -20)
         try:
-            jar = SimpleCookie()
+            jar: SimpleCookie = SimpleCookie()
             jar.load(raw)
         except Exception:  # noqa: BLE001, S112 - an unparsable cookie is left out, as a jar would
             continue
