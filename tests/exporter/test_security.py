@@ -93,7 +93,14 @@ async def https_server(
 
 
 # aiohttp announces "Python/3.x aiohttp/3.y" by default; the check rightly reports that.
-SAFE = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Server": "test"}
+SAFE = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Server": "test",
+    "Content-Security-Policy": "default-src 'self'; object-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 
 
 async def test_tls_expiry_and_hsts(aiohttp_server: AiohttpServer, tmp_path: Path) -> None:
