@@ -62,7 +62,7 @@ def _selector(value: str) -> str:
     except ValueError:
         raise ValueError("not valid PromQL label matchers") from None
     if not isinstance(node, promql_parser.VectorSelector):
-        raise ValueError("not valid PromQL label matchers")
+        raise ValueError("not valid PromQL label matchers")  # noqa: TRY004 (pydantic wants ValueError)
     if any(m.name == "__name__" for m in node.matchers.matchers):
         raise ValueError("a selector may not match __name__")
     return value
@@ -110,6 +110,7 @@ def matchers_of(selector: str) -> list[str]:
     if not selector:
         return []
     node = promql_parser.parse("vigil_selector" + selector)
+    assert isinstance(node, promql_parser.VectorSelector)
     text = str(node.matchers).strip()[1:-1]
     return [m.strip() for m in _split_matchers(text)]
 
@@ -152,8 +153,8 @@ class HttpPreset(StrictModel):
 
 
 class Presets(StrictModel):
-    http: dict[str, HttpPreset] = {}
-    resources: dict[str, dict[str, SignalExpr]] = {}
+    http: dict[str, HttpPreset] = Field(default_factory=dict)
+    resources: dict[str, dict[str, SignalExpr]] = Field(default_factory=dict)
 
     @field_validator("resources")
     @classmethod
@@ -181,7 +182,7 @@ class ResourceSource(StrictModel):
     job: str | None = None
     selector: Selector = ""
     # Per-signal PromQL, added to or overriding the preset's.
-    signals: dict[str, SignalExpr] = {}
+    signals: dict[str, SignalExpr] = Field(default_factory=dict)
 
     @field_validator("signals")
     @classmethod
@@ -212,7 +213,7 @@ class Service(StrictModel):
     http: HttpSource | None = None
     resources: Resources = Resources()
     slo: Slo | None = None
-    depends_on: list[str] = []
+    depends_on: list[str] = Field(default_factory=list)
     # Name of the service's target in the exporter's config (deploy/exporter.yml).
     checks: str | None = None
 
