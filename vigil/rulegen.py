@@ -254,6 +254,42 @@ def _records(spec: ServiceSpec) -> set[str]:
 
 # --- alerts on the services ---------------------------------------------------------------
 
+# Alerts on the generic signals: (recorded signals they need, _alert arguments, extra labels).
+SIGNAL_ALERTS: list[tuple[set[str], tuple[str, str, str, str, str, str], dict[str, str]]] = [
+    ({"target:connections_used:count", "target:connections_max:count"},
+     ("TargetDbPoolExhausted", "target:connections_used:count >= target:connections_max:count",
+      "2m", "critical", "Every connection of the target's database pool is in use.",
+      ("{{ $labels.instance }} ({{ $labels.target }}) has had all {{ $value | humanize }} database "
+      "pool connections in use for 2 minutes; requests that need the database fail with 503.")),
+     {"remediation": "auto"}),
+    ({"target:db_up:bool"},
+     ("TargetDatabaseDown", "target:db_up:bool == 0", "2m", "critical",
+      "The target's database cannot be reached by its exporter.",
+      ("The exporter {{ $labels.instance }} has not reached the database of {{ $labels.target }} "
+      "for 2 minutes (up = {{ $value | humanize }}).")), {}),
+    ({"target:probe_success:bool"},
+     ("TargetProbeFailing", "target:probe_success:bool == 0", "2m", "critical",
+      "A black-box probe of the target fails.",
+      ("The probe of {{ $labels.instance }} ({{ $labels.target }}) has failed for 2 minutes "
+      "(success = {{ $value | humanize }}).")), {}),
+    ({"target:tls_expiry:timestamp_seconds"},
+     ("TargetProbeCertificateExpiring", "target:tls_expiry:timestamp_seconds - time() < 14 * 86400",
+      "15m", "warning", "A certificate served by the target expires within 14 days.",
+      ("The earliest certificate {{ $labels.instance }} ({{ $labels.target }}) serves expires in "
+      "{{ $value | humanizeDuration }}.")), {}),
+    ({"target:restarts:increase15m"},
+     ("TargetRestarting", "target:restarts:increase15m >= 3", "5m", "warning",
+      "The target keeps restarting.",
+      ("{{ $labels.instance }} ({{ $labels.target }}) restarted {{ $value | humanize }} times in "
+      "the last 15 minutes.")), {}),
+    ({"target:oom_kills:increase15m"},
+     ("TargetOomKilled", "target:oom_kills:increase15m > 0", "1m", "warning",
+      "The kernel killed a process of the target for running out of memory.",
+      ("{{ $labels.instance }} ({{ $labels.target }}) was OOM-killed {{ $value | humanize }} "
+      "times in the last 15 minutes.")), {}),
+]
+
+
 def _target_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
     have = _records(spec)
     rules: list[dict[str, Any]] = []
@@ -273,42 +309,9 @@ def _target_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
             "2m", "warning", "Calls from the target to a downstream dependency are failing.",
             "{{ $value | humanizePercentage }} of the downstream calls that {{ $labels.instance }} "
             "({{ $labels.job }}) made over the last 5 minutes failed (threshold 20%).", remediation="auto"))
-    if {"target:connections_used:count", "target:connections_max:count"} <= have:
-        rules.append(_alert(
-            "TargetDbPoolExhausted", "target:connections_used:count >= target:connections_max:count",
-            "2m", "critical", "Every connection of the target's database pool is in use.",
-            "{{ $labels.instance }} ({{ $labels.target }}) has had all {{ $value | humanize }} database "
-            "pool connections in use for 2 minutes; requests that need the database fail with 503.", remediation="auto"))
-    if "target:db_up:bool" in have:
-        rules.append(_alert(
-            "TargetDatabaseDown", "target:db_up:bool == 0", "2m", "critical",
-            "The target's database cannot be reached by its exporter.",
-            "The exporter {{ $labels.instance }} has not reached the database of {{ $labels.target }} "
-            "for 2 minutes (up = {{ $value | humanize }})."))
-    if "target:probe_success:bool" in have:
-        rules.append(_alert(
-            "TargetProbeFailing", "target:probe_success:bool == 0", "2m", "critical",
-            "A black-box probe of the target fails.",
-            "The probe of {{ $labels.instance }} ({{ $labels.target }}) has failed for 2 minutes "
-            "(success = {{ $value | humanize }})."))
-    if "target:tls_expiry:timestamp_seconds" in have:
-        rules.append(_alert(
-            "TargetProbeCertificateExpiring", "target:tls_expiry:timestamp_seconds - time() < 14 * 86400",
-            "15m", "warning", "A certificate served by the target expires within 14 days.",
-            "The earliest certificate {{ $labels.instance }} ({{ $labels.target }}) serves expires in "
-            "{{ $value | humanizeDuration }}."))
-    if "target:restarts:increase15m" in have:
-        rules.append(_alert(
-            "TargetRestarting", "target:restarts:increase15m >= 3", "5m", "warning",
-            "The target keeps restarting.",
-            "{{ $labels.instance }} ({{ $labels.target }}) restarted {{ $value | humanize }} times in "
-            "the last 15 minutes."))
-    if "target:oom_kills:increase15m" in have:
-        rules.append(_alert(
-            "TargetOomKilled", "target:oom_kills:increase15m > 0", "1m", "warning",
-            "The kernel killed a process of the target for running out of memory.",
-            "{{ $labels.instance }} ({{ $labels.target }}) was OOM-killed {{ $value | humanize }} "
-            "times in the last 15 minutes."))
+    for needs, args, labels in SIGNAL_ALERTS:
+        if needs <= have:
+            rules.append(_alert(*args, **labels))
     return [{"name": "vigil-target", "rules": rules}] if rules else []
 
 
