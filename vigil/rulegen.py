@@ -522,14 +522,14 @@ def _resource_tests(spec: ServiceSpec, name: str, examples: dict[str, Any]) -> l
         series = []
         for item in example["series"]:
             metric, _, rest = item["series"].partition("{")
-            series.append({"series": _series(metric, {**job_label, **extra, **_labels("{" + rest)}),
+            series.append({"series": _series(metric, {**job_label, **_labels("{" + rest), **extra}),
                            "values": item["values"]})
         expect = []
         for signal in spec.signals_of(name, concern):
             if signal in source.signals or signal not in example["expect"]:
                 continue
             exp = example["expect"][signal]
-            labels = {**job_label, **extra, **_labels(exp["labels"]), "target": spec.job_of(name)}
+            labels = {**job_label, **_labels(exp["labels"]), **extra, "target": spec.job_of(name)}
             expect.append((SIGNAL_RECORDS[signal], labels, exp["value"]))
             if signal == "connections_used":
                 expect.append(("target:connections_used:min_over_time10m", labels, exp["value"]))

@@ -3,17 +3,21 @@
 `python -m tests.services.apps LIBRARY PORT [METRICS_PORT]` serves:
   GET /items/<n>   200, or 500 when n is 5 (an error the tests raise on purpose)
   GET /slow/<n>    200 after n milliseconds (latency the tests raise on purpose)
+  GET /alloc/<n>   (Flask) keeps n more MiB of memory (growth the tests raise on purpose)
 and the library's own metrics endpoint (/metrics, or METRICS_PORT for OpenTelemetry).
 Each app uses the library the way its README tells users to; nothing is renamed.
+With VIGIL_TEST_TLS_CERT and VIGIL_TEST_TLS_KEY set, the ASGI apps serve HTTPS.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
 
 LIBRARIES = ("fastapi", "starlette", "flask", "django", "opentelemetry")
+_HELD: list[bytearray] = []
 
 
 def _fastapi() -> Any:
@@ -99,6 +103,11 @@ def _flask() -> Any:
         time.sleep(ms / 1000)
         return "ok"
 
+    @app.get("/alloc/<int:mib>")
+    def alloc(mib: int) -> str:
+        _HELD.append(bytearray(os.urandom(mib * 2**20)))
+        return f"holding {len(_HELD)} blocks"
+
     return app
 
 
@@ -145,7 +154,9 @@ def serve(library: str, port: int, metrics_port: int = 0) -> None:
 
         app = {"fastapi": _fastapi, "starlette": _starlette}.get(library)
         asgi = app() if app else _opentelemetry(metrics_port)
-        uvicorn.run(asgi, host="127.0.0.1", port=port, log_level="warning")
+        tls = {"ssl_certfile": os.environ["VIGIL_TEST_TLS_CERT"],
+               "ssl_keyfile": os.environ["VIGIL_TEST_TLS_KEY"]} if "VIGIL_TEST_TLS_CERT" in os.environ else {}
+        uvicorn.run(asgi, host="127.0.0.1", port=port, log_level="warning", **tls)  # type: ignore[arg-type]
         return
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
