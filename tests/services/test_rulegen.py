@@ -164,3 +164,15 @@ def test_check_config_accepts_the_bundled_spec() -> None:
     result = vigil("check-config", str(DEPLOY_DIR / "services.yml"))
     assert result.returncode == 0, result.stderr
     assert "valid services configuration" in result.stdout
+
+
+def test_every_alert_the_generator_emits_has_a_runbook_section() -> None:
+    from tests.rules.rulefiles import runbook_anchors
+
+    files = render(parse_spec(ALL_PRESETS))
+    anchors = runbook_anchors()
+    alerts = {r["alert"] for name, text in files.items() if name.endswith(".rules.yml")
+              for g in yaml.safe_load(text)["groups"] for r in g["rules"] if "alert" in r}
+    assert {"TargetProbeFailing", "TargetOomKilled", "TargetDatabaseDown"} <= alerts
+    missing = sorted(a for a in alerts if f"alert-name-{a.lower()}" not in anchors)
+    assert missing == []
