@@ -176,3 +176,42 @@ def test_every_alert_the_generator_emits_has_a_runbook_section() -> None:
     assert {"TargetProbeFailing", "TargetOomKilled", "TargetDatabaseDown"} <= alerts
     missing = sorted(a for a in alerts if f"alert-name-{a.lower()}" not in anchors)
     assert missing == []
+
+
+# Raw names that a preset maps to a generic signal; downstream configs read the signal.
+RAW_SIGNAL_NAMES = {"process_resident_memory_bytes", "demo_memory_limit_bytes", "demo_disk_usage_bytes",
+                    "demo_disk_capacity_bytes", "demo_db_pool_connections_in_use", "demo_db_pool_size",
+                    "http_requests_total", "http_request_duration_seconds_bucket"}
+
+
+def _queries(value: Any, keys: tuple[str, ...]) -> list[str]:
+    if isinstance(value, dict):
+        return [q for k, v in value.items()
+                for q in ([v] if k in keys and isinstance(v, str) else _queries(v, keys))]
+    if isinstance(value, list):
+        return [q for v in value for q in _queries(v, keys)]
+    return []
+
+
+def test_forecasts_procedures_and_dashboards_read_the_generic_signals() -> None:
+    import json
+    import re
+
+    from tests.rules.rulefiles import selected_metrics
+    from vigil.paths import GRAFANA_DIR
+
+    queries = _queries(yaml.safe_load((DEPLOY_DIR / "forecasts.yml").read_text()), ("query",))
+    queries += _queries(yaml.safe_load((DEPLOY_DIR / "procedures.yml").read_text()), ("query",))
+    for board in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
+        queries += _queries(json.loads(board.read_text()), ("expr",))
+    assert len(queries) > 20
+    offenders = []
+    for query in queries:
+        # Grafana and procedure placeholders are not PromQL; give them a value that parses
+        text = re.sub(r"\$\{?[a-z_]+\}?", "1m", query)
+        try:
+            names = selected_metrics(text)
+        except ValueError:
+            continue
+        offenders += [f"{query}: {name}" for name in sorted(names & RAW_SIGNAL_NAMES)]
+    assert offenders == []
