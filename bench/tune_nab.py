@@ -9,6 +9,12 @@ baselines go through the same protocol, each over a small grid of its own settin
     nice -n 10 .venv/bin/python bench/tune_nab.py --fit-cache /tmp/vigil-fits   # about 10 min
     nice -n 10 .venv/bin/python bench/tune_nab.py --tune artificial             # swap the roles
 
+Vigil's candidates must first pass the service's own quiet check, on synthetic noise only:
+replayed through the decision against a fit whose in-sample band is far too narrow (an
+overfit short history), AR(1) and white noise must leave the flag down on at least 99% of
+points and never up for 15 points in a row (what ForecastAnomalySustained waits for at a
+1-minute step). A setting that pages on noise is not a candidate, whatever it scores.
+
 Fits do not depend on the decision settings, so with --fit-cache each file's fits are made
 once and every grid point replays only the decision.
 """
@@ -33,11 +39,12 @@ from vigil.forecaster.nab import STANDARD, load_labels, normalised_score, score_
 NAB = Path(__file__).resolve().parents[1].parent / "shared" / "nab"  # ../shared/nab
 FAMILIES = {"real": ("realAWSCloudwatch/",),
             "artificial": ("artificialNoAnomaly/", "artificialWithAnomaly/")}
-VIGIL_GRID = {"anomaly_coverage": (0.99, 0.995, 0.999),
-              "points_window": ((3, 5), (1, 1), (2, 2)),
-              "calibration_window": (1000, 4000)}
-BASELINE_THRESHOLDS = (3.0, 4.0, 5.0)
-BASELINE_HOLDS = (1, 12, 36)
+# the same hold lengths (rows an alert keeps firing after its last trigger) for every detector
+HOLDS = (0, 6, 12, 36)
+VIGIL_GRID = {"anomaly_coverage": (0.99, 0.999), "points_window": ((3, 5), (2, 3), (1, 1)),
+              "anomaly_hold": HOLDS}
+SUSTAINED_POINTS = 15
+BASELINE_THRESHOLDS = (3.0, 4.0, 5.0, 6.0)
 
 
 def _vigil(job: tuple[Path, str, dict[str, Any], Path | None]) -> Any:
@@ -56,10 +63,40 @@ def _baseline(job: tuple[Path, str, str, float, int]) -> Any:
     return score_file(detector(y, threshold=threshold, hold=hold)[1], windows, STANDARD)
 
 
+def quiet_on_noise(settings: dict[str, Any]) -> tuple[bool, str]:
+    """The live-path admissibility check (synthetic noise only, no NAB file involved)."""
+    from vigil.forecaster.detectors import judge_points
+    from vigil.forecaster.engine import Ring, SeriesState
+
+    cfg = ForecastConfig.model_validate({"name": "noise", "query": "up", "step": "1m",
+                                         **settings})
+    worst_share, worst_run = 0.0, 0
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        e = rng.normal(0.0, np.sqrt(1 - 0.25), 2000)
+        ar = np.empty(2000)
+        prev = 0.0
+        for i in range(2000):
+            prev = 0.5 * prev + e[i]
+            ar[i] = prev
+        for noise in (ar, rng.normal(0.0, 1.0, 2000)):
+            st = SeriesState({}, residuals=Ring(cfg.calibration_window))
+            flat = np.full(len(noise), 100.0)
+            flags = judge_points(st, 100.0 + noise, flat, flat - 0.05, flat + 0.05,
+                                 np.ones(len(noise)), cfg)
+            run = best = 0
+            for flag in flags:
+                run = run + 1 if flag else 0
+                best = max(best, run)
+            worst_share, worst_run = max(worst_share, float(flags.mean())), max(worst_run, best)
+    ok = worst_share <= 0.01 and worst_run < SUSTAINED_POINTS
+    return ok, f"noise flagged up to {100 * worst_share:.1f}% of points, longest run {worst_run}"
+
+
 def _settings(combo: tuple[Any, ...]) -> dict[str, Any]:
-    coverage, (points, window), calibration = combo
+    coverage, (points, window), hold = combo
     return {"anomaly_coverage": coverage, "anomaly_points": points, "anomaly_window": window,
-            "calibration_window": calibration}
+            "anomaly_hold": hold}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         best: tuple[float, dict[str, Any]] | None = None
         for combo in itertools.product(*VIGIL_GRID.values()):
             settings = _settings(combo)
+            ok, why = quiet_on_noise(settings)
+            if not ok:
+                print(f"  vigil {settings}: not a candidate, {why}", flush=True)
+                continue
             score = vigil_score(settings, args.tune)
             print(f"  vigil {settings}: {score:.1f}", flush=True)
             if best is None or score > best[0]:
@@ -98,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen["vigil"] = (str(best[1]), (best[0], vigil_score(best[1], check)))
         for name in ("zscore", "trend"):
             top: tuple[float, float, int] | None = None
-            for threshold, hold in itertools.product(BASELINE_THRESHOLDS, BASELINE_HOLDS):
+            for threshold, hold in itertools.product(BASELINE_THRESHOLDS, HOLDS):
                 score = baseline_score(name, threshold, hold, args.tune)
                 print(f"  {name} threshold {threshold} hold {hold}: {score:.1f}", flush=True)
                 if top is None or score > top[0]:

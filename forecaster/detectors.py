@@ -13,10 +13,12 @@ What it does per new point, in time order (docs/forecaster.md has the reasoning)
    latest out-of-sample residuals at coverage `anomaly_coverage` (never narrower than the
    published band at `interval_width`).
 3. The flag is the persistence rule: at least `anomaly_points` of the last `anomaly_window`
-   judged points outside that band (`anomaly_direction` picks the sides that count).
+   judged points outside that band (`anomaly_direction` picks the sides that count). Once
+   raised it stays up for `anomaly_hold` further points after the rule last held, like
+   Prometheus' `keep_firing_for`, so a flickering departure is one anomaly, not many.
 4. The residual joins the calibration window `anomaly_window` points later; if it was
-   outside and the flag rose meanwhile, it joins clipped to the published half-width, so an
-   anomaly never widens the band that is catching it. Nothing is judged before the window
+   outside and the flag rose meanwhile, it joins clipped to the judged half-width, so an
+   anomaly never widens the band that is catching it (and the clipped tail never narrows it). Nothing is judged before the window
    holds `calibration_min_points` residuals.
 
 The baselines map a series to a per-row score in [0, 1] and a 0/1 alert, causally (row t
@@ -76,6 +78,7 @@ class DetectorState(Protocol):
     halfwidth: float | None
     anomaly_halfwidth: float | None
     anomaly: bool
+    held: int  # points the flag stays up without the rule holding
 
 
 def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower: np.ndarray,
@@ -94,15 +97,20 @@ def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower:
         resid = float((value - y0) / w)
         if len(st.residuals) < cfg.calibration_min_points:
             st.outside.clear()  # judged only once the band is calibrated
-            st.anomaly, out, keep = False, False, 0
+            st.anomaly, st.held, out, keep = False, 0, False, 0
         else:
             low, high = float(lower[i]), float(upper[i])
             half = max(st.halfwidth or 0.0, st.anomaly_halfwidth or 0.0)
             low, high = widen_band(y0, low, high, w, half)
             out = is_outside(value, low, high, cfg.anomaly_direction)
             st.outside.append(out)
-            st.anomaly = anomaly_flag(np.array(st.outside, dtype=bool), cfg.anomaly_points,
-                                      cfg.anomaly_window)
+            if anomaly_flag(np.array(st.outside, dtype=bool), cfg.anomaly_points,
+                            cfg.anomaly_window):
+                st.anomaly, st.held = True, cfg.anomaly_hold
+            elif st.held > 0:
+                st.held -= 1  # the hold keeps the flag up
+            else:
+                st.anomaly = False
             keep = cfg.anomaly_window
         st.pending.append([resid, out, False])
         if st.anomaly:
@@ -111,8 +119,9 @@ def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower:
         if len(st.pending) > keep:
             while len(st.pending) > keep:
                 r, _, flagged = st.pending.popleft()
-                if flagged and st.halfwidth is not None:
-                    r = math.copysign(min(abs(r), st.halfwidth), r)
+                judged = max(st.halfwidth or 0.0, st.anomaly_halfwidth or 0.0)
+                if flagged and judged > 0:
+                    r = math.copysign(min(abs(r), judged), r)
                 st.residuals.append(r)
             known = st.residuals.values()
             st.halfwidth = conformal_halfwidth(known, cfg.interval_width)
@@ -124,8 +133,8 @@ def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower:
 # Committed settings of the baselines, chosen by the same protocol as Vigil's detector
 # (docs/backtest.md: tuned on one NAB family, checked on the other). An alert keeps firing
 # this many rows after its last trigger, like Prometheus' `keep_firing_for`.
-ZSCORE_THRESHOLD = 3.0
-TREND_THRESHOLD = 3.0
+ZSCORE_THRESHOLD = 5.0
+TREND_THRESHOLD = 5.0
 BASELINE_HOLD_ROWS = 36
 
 
@@ -148,7 +157,7 @@ def hold_alerts(alerts: np.ndarray, rows: int = BASELINE_HOLD_ROWS) -> np.ndarra
 
 def rolling_zscore(y: np.ndarray, window: int = 288, threshold: float = ZSCORE_THRESHOLD,
                    hold: int = BASELINE_HOLD_ROWS) -> tuple[np.ndarray, np.ndarray]:
-    """`abs(x - avg_over_time(x[w])) / stddev_over_time(x[w]) > 3`, as a Prometheus rule."""
+    """`abs(x - avg_over_time(x[w])) / stddev_over_time(x[w]) > threshold`, as a Prometheus rule."""
     s = pd.Series(y)
     mean = s.rolling(window, min_periods=window // 4).mean()
     std = s.rolling(window, min_periods=window // 4).std(ddof=0)

@@ -75,6 +75,7 @@ class SeriesState:
     anomaly_halfwidth: float | None = None  # the same at `anomaly_coverage` (judged band)
     evaluated_until: float = 0.0
     anomaly: bool = False
+    held: int = 0  # points the anomaly flag is still held up for (anomaly_hold)
     last_value: float = math.nan
     last_value_ts: float = 0.0
     history_seconds: float = 0.0
