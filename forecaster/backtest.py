@@ -430,7 +430,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if unlabelled:
             print(f"not scored (no labels): {', '.join(unlabelled)}", file=sys.stderr)
         if scored:
-            table = Table(title="NAB standard profile (A_tp=1.0, A_fp=0.11, A_fn=1.0)")
+            print("NAB standard profile (A_tp=1.0, A_fp=0.11, A_fn=1.0)")
+            table = Table()
             for col in ("detector", "score", "TP", "FP", "FN", "windows"):
                 table.add_column(col, justify="right" if col != "detector" else "left")
             for name in DETECTORS:
