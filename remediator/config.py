@@ -43,7 +43,7 @@ def parse_duration(value: Any) -> float:
             raise ValueError("duration must not be negative")
         return float(value)
     if isinstance(value, str):
-        m = _DURATION_RE.match(value.strip())
+        m = _DURATION_RE.fullmatch(value.strip())
         if m:
             return float(m.group(1)) * _UNIT[m.group(2)]
     raise ValueError("expected a duration like 30s, 5m or 1h")
@@ -87,7 +87,7 @@ class Matcher(StrictModel):
 
 def _parse_matcher(value: Any) -> Any:
     if isinstance(value, str):
-        m = _MATCHER_RE.match(value)
+        m = _MATCHER_RE.fullmatch(value)
         if not m:
             raise ValueError('expected a matcher like alertname="Foo" (ops: = != =~ !~)')
         name, op, raw = m.groups()

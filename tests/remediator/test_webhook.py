@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import zlib
 from typing import Any
 
 import pytest
@@ -87,6 +89,8 @@ async def test_concurrent_duplicates_store_one_incident(pg_url: str, make_config
      "application/json", 400, "alerts[0].labels.alertname: expected a string"),
     (json.dumps(notification(alert(annotations={"x": "y" * 3000}))) + " " * 4096,
      "application/json", 413, "body larger than 4096 bytes"),
+    (json.dumps(notification(alert(starts_at="2026-01-01T00:00:00Z\n"))), "application/json", 400,
+     "alerts[0].startsAt: invalid RFC 3339 timestamp"),
 ])
 async def test_bad_payloads_get_precise_4xx(make_config: Any, start_remediator: Any, body: Any,
                                             ctype: str, status: int, message: str) -> None:
@@ -272,3 +276,27 @@ def test_overlapping_batches_on_two_replicas_store_each_alert_once(pg_url: str,
     finally:
         for s in stores:
             s.dispose()
+
+
+@pytest.mark.parametrize("encoding,body,status,message", [
+    ("gzip", gzip.compress(json.dumps(notification(alert())).encode()), 200, ""),
+    ("deflate", zlib.compress(json.dumps(notification(alert())).encode()), 200, ""),
+    ("gzip", b"this is not gzip", 400, "not valid gzip data"),
+    ("deflate", b"\xff" * 64, 400, "not valid deflate data"),
+    ("gzip", gzip.compress(json.dumps(notification(alert())).encode())[:-12], 400, "truncated"),
+    ("gzip", gzip.compress(b" " * 100_000), 413, "decompressed body larger than 4096 bytes"),
+    ("br", b"\x0b\x02\x80{}\x03", 415, "Content-Encoding 'br' is not supported"),
+    ("gzip, br", b"x", 415, "is not supported"),
+])
+async def test_content_encodings_are_decoded_or_refused_with_4xx(
+        make_config: Any, start_remediator: Any, encoding: str, body: bytes, status: int,
+        message: str) -> None:
+    client = await start_remediator(make_config(paused=True, webhook={
+        "bearer_token_file": make_config().webhook.bearer_token_file, "max_body_bytes": 4096}))
+    resp = await client.post("/api/v1/alerts", data=body, headers={
+        "Content-Type": "application/json", "Content-Encoding": encoding,
+        "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+    assert resp.status == status, await resp.text()
+    if status != 200:
+        assert message in (await resp.json())["error"]
+    assert count_rows(store_of(client), "notifications") == (1 if status == 200 else 0)
