@@ -507,18 +507,34 @@ class Engine:
             body.update(await self.intel.escalation_extra(incident_id))
         headers = {}
         if esc.credentials:
+            # never sent without its credentials: an unreadable or empty token file fails the
+            # escalation (logged and counted; the text names the file, never its content)
+            path = self.config.path(self.config.credentials[esc.credentials].bearer_token_file)
             try:
-                path = self.config.path(self.config.credentials[esc.credentials].bearer_token_file)
-                headers["Authorization"] = f"Bearer {path.read_text().strip()}"
-            except OSError:
-                pass
+                token = path.read_text().strip()
+                problem = "" if token else "is empty"
+            except (OSError, UnicodeDecodeError) as exc:
+                token, problem = "", f"cannot be read ({exc.__class__.__name__})"
+            if problem:
+                status = (f"not sent: the token file {path} of credentials "
+                          f"{esc.credentials!r} {problem}")
+                log.error("escalation of incident %d %s", incident_id, status)
+                self.metrics.escalation_failures.labels("credentials").inc()
+                await self.db(self.store.audit, self.actor, "escalation.failed", incident_id,
+                              {"reason": reason, "status": status})
+                return False
+            headers["Authorization"] = f"Bearer {token}"
         try:
             async with self.session.post(esc.url, json=body, headers=headers,
                                          timeout=aiohttp.ClientTimeout(total=esc.timeout)) as resp:
                 ok = 200 <= resp.status < 300
                 status = f"HTTP {resp.status}"
+                failure = "http_status"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            ok, status = False, exc.__class__.__name__
+            ok, status, failure = False, exc.__class__.__name__, "unreachable"
+        if not ok:
+            log.warning("escalation of incident %d not delivered: %s", incident_id, status)
+            self.metrics.escalation_failures.labels(failure).inc()
         await self.db(self.store.audit, self.actor, "escalation.sent" if ok else "escalation.failed",
                       incident_id, {"reason": reason, "status": status})
         return ok

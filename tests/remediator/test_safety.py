@@ -220,3 +220,39 @@ async def test_resolved_alert_stops_running_and_cancels_queued(make_config: Any,
     assert (await timeline(client, queued["id"]))["attempts"][0]["started_at"] is None
     assert not (tmp_path / "after").exists()
     assert engine_of(client).tasks == {}
+
+
+async def test_unreadable_escalation_credentials_fail_loudly_and_send_nothing(
+        make_config: Any, start_remediator: Any, webhook_receiver: Any, tmp_path: Path,
+        caplog: Any) -> None:
+    """The escalation never goes out without its credentials: unreadable token file ->
+    nothing sent, the incident `failed`, an error logged (naming the file, not the token)
+    and vigil_remediation_escalation_failures_total{reason="credentials"} counted."""
+    token_file = tmp_path / "pager-token"
+    token_file.write_text("pager-secret-value\n")
+    proc = procedure("broken", params=SVC, target="${svc}",
+                     steps=[{"action": "command", "argv": [sys.executable, "-c", "raise SystemExit(3)"]}])
+    client = await start_remediator(make_config(
+        [proc], escalation={"url": webhook_receiver.url, "credentials": "pager"},
+        credentials={"pager": {"bearer_token_file": str(token_file)}}))
+    await post(client, notification(alert("brokenAlert", "c0", labels={"service": "a"})))
+    await wait_until(functools.partial(_state_of, client, "c0", "escalated"), what="c0 escalated")
+    assert [h.get("Authorization") for h in webhook_receiver.headers] == ["Bearer pager-secret-value"]
+
+    for i, break_it in enumerate([token_file.unlink, lambda: token_file.write_text("\n")], 1):
+        break_it()  # gone, then empty: either way the escalation must not go out
+        await post(client, notification(alert("brokenAlert", f"c{i}", labels={"service": f"b{i}"})))
+        await wait_until(functools.partial(_state_of, client, f"c{i}", "failed"), what=f"c{i} failed")
+    assert len(webhook_receiver.received) == 1, "an escalation went out without its credentials"
+    rows = {r["fingerprint"]: r for r in await incidents(client)}
+    assert all("(no escalation delivered)" in rows[f"c{i}"]["reason"] for i in (1, 2))
+    audit = (await timeline(client, rows["c1"]["id"]))["audit"]
+    failed = [a["detail"]["status"] for a in audit if a["action"] == "escalation.failed"]
+    assert len(failed) == 1 and "cannot be read" in failed[0] and str(token_file) in failed[0]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_remediation_escalation_failures_total{reason="credentials"} 2.0' in metrics
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"
+              and "escalation of incident" in r.getMessage()]
+    assert len(errors) == 2 and all("pager" in e and str(token_file) in e for e in errors)
+    assert "is empty" in errors[1]
+    assert "pager-secret-value" not in caplog.text + metrics + str(failed)
