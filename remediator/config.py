@@ -204,6 +204,15 @@ Step = Annotated[
 ]
 
 
+def _step_bound(step: Any) -> float:
+    """The longest one step can take: its timeout per try (an http step retries), a wait."""
+    if isinstance(step, WaitStep):
+        return step.seconds
+    if isinstance(step, HttpStep):
+        return step.timeout * (step.retries + 1) + step.retry_backoff * (2 ** step.retries)
+    return float(step.timeout)
+
+
 class Verification(StrictModel):
     """A PromQL query that must return a non-empty result (the condition holds) in time."""
 
@@ -229,6 +238,16 @@ class Procedure(StrictModel):
     max_attempts: int = Field(default=3, ge=1)
     attempts_window: Duration = 3600.0
     max_concurrent: int = Field(default=1, ge=1)
+    # how long an incident may stay `remediating` before it counts as stuck
+    # (vigil_remediation_stuck_incidents); default: the steps', rollback's and verification's
+    # own time limits added up, plus one minute
+    time_bound: Duration | None = None
+
+    def time_bound_seconds(self) -> float:
+        if self.time_bound is not None:
+            return self.time_bound
+        return (sum(_step_bound(s) for s in [*self.steps, *self.rollback])
+                + (self.verify.timeout + self.verify.interval if self.verify else 0.0) + 60.0)
 
     @field_validator("params")
     @classmethod

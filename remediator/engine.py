@@ -30,6 +30,7 @@ from vigil.remediator.actions import (
 )
 from vigil.remediator.breaker import Breakers
 from vigil.remediator.config import Procedure, RemediatorConfig
+from vigil.remediator.failpoints import crash_point
 from vigil.remediator.intelligence import Intelligence
 from vigil.remediator.metrics import RemediatorMetrics
 from vigil.remediator.store import Store, store_unavailable, utcnow
@@ -112,6 +113,7 @@ class Engine:
             self.paused = stored
         await self.reconcile()
         await self.refresh_open_count()
+        await self.refresh_stuck()
 
     async def stop(self) -> None:
         if self.intel is not None:
@@ -149,9 +151,22 @@ class Engine:
         finally:
             self._refreshing = False
 
+    async def refresh_stuck(self) -> None:
+        """vigil_remediation_stuck_incidents, per configured procedure."""
+        bounds = {p.name: (p.time_bound_seconds(), p.time_bound_seconds() + p.cooldown)
+                  for p in self.config.procedures}
+        try:
+            counts = await self.db(self.store.count_stuck, bounds)
+        except Exception:  # noqa: BLE001 - keep the last values through a store outage
+            log.warning("cannot count stuck incidents")
+            return
+        for name, n in counts.items():
+            self.metrics.stuck.labels(name).set(n)
+
     async def sweep(self) -> None:
         await self.refresh_open_count()
         await self.reconcile(own=False)
+        await self.refresh_stuck()
         stored = await self.db(self.store.paused)
         if stored is not None:
             self.paused = stored
@@ -300,10 +315,10 @@ class Engine:
             beat.cancel()
 
     async def _cancel_queued(self, incident_id: int, attempt_id: int, reason: str) -> None:
-        await self.db(self.store.update_attempt, attempt_id, only_if=("queued",), state="cancelled",
-                      reason=reason, finished_at=utcnow())
-        await self.db(self.store.transition, incident_id, ("remediating",), "open",
-                      reason=f"queued work cancelled: {reason}", actor=self.actor)
+        await self.db(self.store.finish_attempt, attempt_id,
+                      {"state": "cancelled", "reason": reason, "finished_at": utcnow()},
+                      only_if=("queued",), actor=self.actor,
+                      move=(incident_id, ("remediating",), "open", f"queued work cancelled: {reason}"))
 
     async def _heartbeat(self, attempt_id: int, incident_id: int, stop: asyncio.Event) -> None:
         # beats until the run ends (its task is cancelled then), also after a stop: a run told
@@ -327,6 +342,7 @@ class Engine:
             try:
                 entry["output"] = await run_step(step, ctx)
                 entry["status"] = "ok"
+                crash_point("step-returned")
             except Cancelled as exc:
                 entry.update(status="cancelled", output=str(exc))
             except ActionFailed as exc:
@@ -337,6 +353,7 @@ class Engine:
             entry["duration_seconds"] = round(time.monotonic() - t0, 3)
             results.append(entry)
             await self.persist(self.store.update_attempt, attempt_id, **{column: list(results)})
+            crash_point("step-recorded")
             if entry["status"] != "ok":
                 return results, f"step {entry['name']} {entry['status']}: {entry['output']}"
         return results, None
@@ -449,6 +466,7 @@ class Engine:
             final.update(state=result, reason=failure)
             self.metrics.attempts.labels(proc.name, result).inc()
             delivered = await self.escalate(incident_id, failure)
+            crash_point("escalation-sent")
             after = ("escalated", failure) if delivered else (
                 "failed", f"{failure} (no escalation delivered)")
         except asyncio.CancelledError:
@@ -474,19 +492,20 @@ class Engine:
     async def _record(self, proc: Procedure, incident_id: int, attempt_id: int,
                       inc: dict[str, Any], elapsed: float, final: dict[str, Any],
                       after: tuple[str, str] | None) -> None:
-        """Write the attempt's final record, then move the incident."""
+        """Write the attempt's final record and move the incident, in one transaction."""
         self.metrics.duration.labels(proc.name).observe(elapsed)
         final.setdefault("state", "failed")
-        await asyncio.shield(self.persist(
-            self.store.update_attempt, attempt_id, finished_at=utcnow(),
-            duration_seconds=round(elapsed, 3), heartbeat_at=utcnow(), **final))
-        if after is not None:
-            moved = await asyncio.shield(self.persist(
-                self.store.transition, incident_id, ("remediating",), after[0],
-                reason=after[1], actor=self.actor))
-            if moved and after[0] == "resolved":
-                self.metrics.resolution.observe(
-                    max(0.0, (utcnow() - inc["alert_starts_at"]).total_seconds()))
+        crash_point("before-final-record")
+        _, moved = await asyncio.shield(self.persist(
+            self.store.finish_attempt, attempt_id,
+            {"finished_at": utcnow(), "duration_seconds": round(elapsed, 3),
+             "heartbeat_at": utcnow(), **final},
+            move=None if after is None else (incident_id, ("remediating",), *after),
+            actor=self.actor))
+        crash_point("after-final-record")
+        if moved and after is not None and after[0] == "resolved":
+            self.metrics.resolution.observe(
+                max(0.0, (utcnow() - inc["alert_starts_at"]).total_seconds()))
 
     # --- escalation and reconciliation ------------------------------------------------------------
 
@@ -555,9 +574,11 @@ class Engine:
 
     async def reconcile(self, *, own: bool = True) -> list[tuple[int, str]]:
         """Find attempts a crash left queued/running; re-run idempotent ones, escalate the rest.
+        Then repair incidents left `remediating` although their latest attempt has ended.
 
         own=True (at start-up) includes this replica's own leftovers; the sweeper passes
         own=False and only takes attempts whose heartbeat went stale (a replica that died).
+        Each attempt's record and its incident's move are one transaction.
         """
         done: list[tuple[int, str]] = []
         for att in await self.db(self.store.orphaned_attempts,
@@ -566,29 +587,87 @@ class Engine:
                 # ours and still running: its heartbeat went stale in a store outage, and
                 # the run is retrying its record (persist), not orphaned
                 continue
-            if not await self.db(self.store.update_attempt, att["id"], only_if=("queued", "running"),
-                                 state="failed", finished_at=utcnow(),
-                                 reason=f"interrupted: the remediator stopped while it was {att['state']}"):
-                continue
-            self.metrics.attempts.labels(att["procedure"], "failed").inc()
             got = await self.db(self.store.incident_with_alert, att["incident_id"])
             if got is None:
                 continue
             inc, alert = got
             proc = self.procs.get(att["procedure"])
-            firing = await self._still_firing(alert)
-            if proc is not None and proc.idempotent and firing:
-                if await self.db(self.store.transition, inc["id"], ("remediating",), "open",
-                                 reason="reconciled after a restart: re-running (idempotent)",
-                                 actor=self.actor):
-                    await self.consider(inc["id"], ignore_cooldown=True)
-                    done.append((inc["id"], "rerun"))
-            else:
-                why = ("procedure is not idempotent" if proc is None or not proc.idempotent
-                       else "the alert no longer fires")
-                reason = f"reconciled after a restart: attempt interrupted and {why}"
-                if await self.db(self.store.transition, inc["id"], ("remediating",), "escalated",
-                                 reason=reason, actor=self.actor):
-                    await self.escalate(inc["id"], reason)
-                    done.append((inc["id"], "escalated"))
+            rerun, why = await self._rerun_verdict(proc, alert)
+            reason = ("reconciled after a restart: re-running (idempotent)" if rerun else
+                      f"reconciled after a restart: attempt interrupted and {why}")
+            updated, moved = await self.db(
+                self.store.finish_attempt, att["id"],
+                {"state": "failed", "finished_at": utcnow(),
+                 "reason": f"interrupted: the remediator stopped while it was {att['state']}"},
+                only_if=("queued", "running"), actor=self.actor,
+                move=(inc["id"], ("remediating",), "open" if rerun else "escalated", reason))
+            if not updated:
+                continue  # another replica reconciled it first
+            self.metrics.attempts.labels(att["procedure"], "failed").inc()
+            if moved:
+                done.append(await self._after_reconcile(inc["id"], rerun, reason))
+        done.extend(await self.repair())
+        return done
+
+    async def _rerun_verdict(self, proc: Procedure | None, alert: dict[str, Any]) -> tuple[bool, str]:
+        """Re-run an interrupted attempt? Only an idempotent procedure whose alert still fires."""
+        if proc is None or not proc.idempotent:
+            return False, "procedure is not idempotent"
+        if not await self._still_firing(alert):
+            return False, "the alert no longer fires"
+        return True, ""
+
+    async def _after_reconcile(self, incident_id: int, rerun: bool, reason: str) -> tuple[int, str]:
+        if rerun:
+            await self.consider(incident_id, ignore_cooldown=True)
+            return incident_id, "rerun"
+        await self.escalate(incident_id, reason)
+        return incident_id, "escalated"
+
+    async def repair(self) -> list[tuple[int, str]]:
+        """Move on incidents left `remediating` whose latest attempt has ended.
+
+        The incident takes the state the attempt's end implies: succeeded -> resolved;
+        dry_run, cancelled, skipped -> open (as a run that ends so moves it); failed or
+        rolled_back -> escalated (or `failed` when no escalation is delivered), except an
+        attempt interrupted by a crash, which is reconciled like an orphan (an idempotent
+        procedure whose alert fires runs again). Every move is conditional on the incident
+        still being `remediating`, so replicas repairing at once move it once."""
+        done: list[tuple[int, str]] = []
+        for att in await self.db(self.store.ended_but_remediating):
+            incident_id, state = att["incident_id"], att["state"]
+            if incident_id in self.tasks:
+                continue  # our own run is still recording its end
+            why = f"repaired: its attempt {att['id']} had ended {state} ({att['reason'] or 'no reason'})"
+            if state == "succeeded":
+                if await self.db(self.store.transition, incident_id, ("remediating",), "resolved",
+                                 reason=f"remediation verified; {why}", actor=self.actor):
+                    done.append((incident_id, "resolved"))
+                continue
+            if state in ("dry_run", "cancelled", "skipped"):
+                if await self.db(self.store.transition, incident_id, ("remediating",), "open",
+                                 reason=why, actor=self.actor):
+                    done.append((incident_id, "open"))
+                continue
+            if str(att["reason"]).startswith("interrupted"):
+                got = await self.db(self.store.incident_with_alert, incident_id)
+                if got is None:
+                    continue
+                rerun, what = await self._rerun_verdict(self.procs.get(att["procedure"]), got[1])
+                reason = ("reconciled after a restart: re-running (idempotent)" if rerun else
+                          f"reconciled after a restart: attempt interrupted and {what}")
+                if await self.db(self.store.transition, incident_id, ("remediating",),
+                                 "open" if rerun else "escalated", reason=reason, actor=self.actor):
+                    done.append(await self._after_reconcile(incident_id, rerun, reason))
+                continue
+            # failed or rolled_back: hand over to a human (claimed first, then delivered)
+            reason = f"{att['reason'] or 'remediation failed'} ({why})"
+            if not await self.db(self.store.transition, incident_id, ("remediating",),
+                                 "escalated", reason=reason, actor=self.actor):
+                continue
+            if await self.escalate(incident_id, reason):
+                done.append((incident_id, "escalated"))
+            elif await self.db(self.store.transition, incident_id, ("escalated",), "failed",
+                               reason=f"{reason} (no escalation delivered)", actor=self.actor):
+                done.append((incident_id, "failed"))
         return done

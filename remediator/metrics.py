@@ -71,6 +71,12 @@ class RemediatorMetrics:
             "read or is empty: nothing was sent), http_status (a non-2xx answer), "
             "unreachable (connection error or timeout).",
             ["reason"], registry=registry)
+        self.stuck = Gauge(
+            "vigil_remediation_stuck_incidents",
+            "Incidents of a procedure in a non-terminal state longer than its time bound: "
+            "remediating longer than time_bound, or open longer than time_bound plus the "
+            "cooldown (from the incident store, refreshed every sweep; the same on every replica).",
+            ["procedure"], registry=registry)
         for reason in ("credentials", "http_status", "unreachable"):
             self.escalation_failures.labels(reason)
         for result in ("accepted", "invalid", "unauthorized", "store_error"):

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 from vigil.remediator.matching import Match
 from vigil.remediator.models import (
     ACTIVE_INCIDENT_STATES,
@@ -391,6 +392,34 @@ class Store:
     def transition(self, incident_id: int, from_states: tuple[str, ...], to_state: str, *,
                    reason: str = "", actor: str = "remediator", **stamps: Any) -> bool:
         """Move an incident between states only if it is in one of from_states (a claim)."""
+        with self.engine.begin() as conn:
+            return self._transition(conn, incident_id, from_states, to_state, reason=reason,
+                                    actor=actor, **stamps)
+
+    def finish_attempt(self, attempt_id: int, values: dict[str, Any], *,
+                       only_if: tuple[str, ...] | None = None,
+                       move: tuple[int, tuple[str, ...], str, str] | None = None,
+                       actor: str = "remediator") -> tuple[bool, bool]:
+        """An attempt's final record and its incident's transition, in ONE transaction.
+
+        move = (incident_id, from_states, to_state, reason). A crash cannot separate the two
+        writes (an attempt `succeeded` beside an incident left `remediating` for good).
+        Returns (attempt updated, incident moved); with only_if and no matching attempt,
+        nothing is written."""
+        with self.engine.begin() as conn:
+            stmt = sa.update(Attempt).where(Attempt.id == attempt_id)
+            if only_if:
+                stmt = stmt.where(Attempt.state.in_(only_if))
+            if not conn.execute(stmt.values(**values)).rowcount:
+                return False, False
+            if move is None:
+                return True, False
+            incident_id, from_states, to_state, reason = move
+            return True, self._transition(conn, incident_id, from_states, to_state,
+                                          reason=reason, actor=actor)
+
+    def _transition(self, conn: sa.Connection, incident_id: int, from_states: tuple[str, ...],
+                    to_state: str, *, reason: str, actor: str, **stamps: Any) -> bool:
         now = utcnow()
         values: dict[str, Any] = {"state": to_state, "updated_at": now, "reason": reason}
         stamp = {"remediating": "remediating_at", "resolved": "resolved_at", "failed": "failed_at",
@@ -398,15 +427,14 @@ class Store:
         if stamp:
             values[stamp] = now
         values.update(stamps)
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                sa.update(Incident).where(Incident.id == incident_id,
-                                          Incident.state.in_(from_states)).values(**values)
-            ).rowcount
-            if done:
-                conn.execute(sa.insert(AuditLog).values(
-                    at=now, actor=actor, action="incident.state", incident_id=incident_id,
-                    detail={"state": to_state, "reason": reason}))
+        done = conn.execute(
+            sa.update(Incident).where(Incident.id == incident_id,
+                                      Incident.state.in_(from_states)).values(**values)
+        ).rowcount
+        if done:
+            conn.execute(sa.insert(AuditLog).values(
+                at=now, actor=actor, action="incident.state", incident_id=incident_id,
+                detail={"state": to_state, "reason": reason}))
         return bool(done)
 
     def set_reason(self, incident_id: int, reason: str) -> None:
@@ -476,6 +504,41 @@ class Store:
             rows = conn.execute(sa.select(Attempt).where(
                 Attempt.state.in_(("queued", "running")), cond)).all()
             return [_row(r) for r in rows]
+
+    def ended_but_remediating(self) -> list[dict[str, Any]]:
+        """Incidents left `remediating` although their latest attempt has ended: what a crash
+        between an attempt's final record and the incident's transition left behind (when
+        they were two transactions). Each row is the incident's latest attempt."""
+        other = aliased(Attempt)
+        latest = (sa.select(sa.func.max(other.id)).where(other.incident_id == Incident.id)
+                  .correlate(Incident).scalar_subquery())
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(Attempt).join(Incident, Attempt.id == latest)
+                .where(Incident.state == "remediating",
+                       Attempt.state.not_in(("queued", "running")))).all()
+            return [_row(r) for r in rows]
+
+    def count_stuck(self, bounds: dict[str, tuple[float, float]]) -> dict[str, int]:
+        """Per procedure, incidents non-terminal longer than the procedure's time bound:
+        `remediating` for longer than bounds[p][0] seconds, or `open` for longer than the
+        bound plus the cooldown, bounds[p][1]. (awaiting_approval waits for a human.)"""
+        now = utcnow()
+        conds = [sa.and_(Incident.procedure == name, sa.or_(
+            sa.and_(Incident.state == "remediating",
+                    Incident.updated_at < now - timedelta(seconds=running)),
+            sa.and_(Incident.state == "open",
+                    Incident.updated_at < now - timedelta(seconds=waiting))))
+            for name, (running, waiting) in bounds.items()]
+        counts = dict.fromkeys(bounds, 0)
+        if not conds:
+            return counts
+        with self.engine.connect() as conn:
+            for name, n in conn.execute(
+                    sa.select(Incident.procedure, sa.func.count()).where(sa.or_(*conds))
+                    .group_by(Incident.procedure)):
+                counts[name] = int(n)
+        return counts
 
     def count_active_incidents(self) -> int:
         with self.engine.connect() as conn:

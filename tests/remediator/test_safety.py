@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +240,8 @@ async def test_unreadable_escalation_credentials_fail_loudly_and_send_nothing(
     await wait_until(functools.partial(_state_of, client, "c0", "escalated"), what="c0 escalated")
     assert [h.get("Authorization") for h in webhook_receiver.headers] == ["Bearer pager-secret-value"]
 
-    for i, break_it in enumerate([token_file.unlink, lambda: token_file.write_text("\n")], 1):
+    breakers: list[Callable[[], object]] = [token_file.unlink, lambda: token_file.write_text("\n")]
+    for i, break_it in enumerate(breakers, 1):
         break_it()  # gone, then empty: either way the escalation must not go out
         await post(client, notification(alert("brokenAlert", f"c{i}", labels={"service": f"b{i}"})))
         await wait_until(functools.partial(_state_of, client, f"c{i}", "failed"), what=f"c{i} failed")
