@@ -222,6 +222,15 @@ class Verification(StrictModel):
     consecutive: int = Field(default=1, ge=1)
 
 
+class BlastRadius(StrictModel):
+    """Fleet-wide limits on one procedure (counted in the shared store, over all replicas):
+    targets remediating at once, and targets started per hour. An incident past either is
+    escalated instead of queued, and one escalation per hour reports how many were held."""
+
+    max_targets: int | None = Field(default=None, ge=1)
+    max_per_hour: int | None = Field(default=None, ge=1)
+
+
 class Procedure(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
     description: str = ""
@@ -242,6 +251,7 @@ class Procedure(StrictModel):
     # (vigil_remediation_stuck_incidents); default: the steps', rollback's and verification's
     # own time limits added up, plus one minute
     time_bound: Duration | None = None
+    blast_radius: BlastRadius | None = None
 
     def time_bound_seconds(self) -> float:
         if self.time_bound is not None:

@@ -77,6 +77,11 @@ class RemediatorMetrics:
             "remediating longer than time_bound, or open longer than time_bound plus the "
             "cooldown (from the incident store, refreshed every sweep; the same on every replica).",
             ["procedure"], registry=registry)
+        self.blast_held = Counter(
+            "vigil_remediation_blast_radius_held_total",
+            "Incidents escalated instead of run because their procedure's blast radius "
+            "(max_targets at once, max_per_hour) was reached.",
+            ["procedure"], registry=registry)
         for reason in ("credentials", "http_status", "unreachable"):
             self.escalation_failures.labels(reason)
         for result in ("accepted", "invalid", "unauthorized", "store_error"):

@@ -258,3 +258,56 @@ async def test_unreadable_escalation_credentials_fail_loudly_and_send_nothing(
     assert len(errors) == 2 and all("pager" in e and str(token_file) in e for e in errors)
     assert "is empty" in errors[1]
     assert "pager-secret-value" not in caplog.text + metrics + str(failed)
+
+
+async def test_blast_radius_escalates_once_instead_of_queuing(
+        pg_url: str, make_config: Any, start_remediator: Any, webhook_receiver: Any) -> None:
+    """At most N targets at once and M per hour, fleet-wide; past either, the incident is
+    escalated (not queued), and one escalation reports how many were held."""
+    wide = procedure("wide", params=SVC, target="${svc}", max_concurrent=4,
+                     blast_radius={"max_targets": 2}, steps=[{"action": "wait", "seconds": 1}])
+    hourly = procedure("hourly", params=SVC, target="${svc}",
+                       blast_radius={"max_per_hour": 3}, steps=[{"action": "wait", "seconds": 0}])
+    client = await start_remediator(make_config([wide, hourly], max_concurrent=8,
+                                                escalation={"url": webhook_receiver.url}),
+                                    pg_url)
+    await post(client, notification(*(alert("wideAlert", f"a{i}", labels={"service": f"w{i}"})
+                                      for i in range(6))))
+    for i in range(5):  # one after the other: the hourly limit, not the one at once, holds
+        await post(client, notification(alert("hourlyAlert", f"b{i}", labels={"service": f"h{i}"})))
+        await wait_until(functools.partial(_settled, client, f"b{i}"), what=f"b{i} settled")
+
+    async def all_settled() -> Any:
+        rows = await incidents(client)
+        return rows if len(rows) == 11 and all(r["state"] in ("resolved", "escalated")
+                                               for r in rows) else None
+
+    rows = await wait_until(all_settled, what="every incident resolved or held")
+    by_proc: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        by_proc.setdefault(r["procedure"], {}).setdefault(r["state"], []).append(r)
+    assert len(by_proc["wide"]["resolved"]) == 2 and len(by_proc["wide"]["escalated"]) == 4
+    assert all("already remediating (max_targets 2)" in r["reason"] for r in by_proc["wide"]["escalated"])
+    assert len(by_proc["hourly"]["resolved"]) == 3 and len(by_proc["hourly"]["escalated"]) == 2
+    assert all("started within the last hour (max_per_hour 3)" in r["reason"]
+               for r in by_proc["hourly"]["escalated"])
+    held = {p: sorted(r["id"] for r in states["escalated"]) for p, states in by_proc.items()}
+    await wait_until(lambda: len(webhook_receiver.received) == 2, what="one notice per procedure")
+    await asyncio.sleep(0.5)
+    notices = {n["procedure"]: n for n in webhook_receiver.received}
+    assert len(webhook_receiver.received) == 2, webhook_receiver.received  # once, not per incident
+    for name in ("wide", "hourly"):
+        assert notices[name]["kind"] == "blast_radius"
+        assert notices[name]["held"] == len(held[name]) and notices[name]["incidents"] == held[name]
+    held_attempts = [a for r in by_proc["wide"]["escalated"]
+                     for a in (await timeline(client, r["id"]))["attempts"]]
+    assert held_attempts == []  # held, never queued
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_remediation_blast_radius_held_total{procedure="wide"} 4.0' in metrics
+    assert 'vigil_remediation_blast_radius_held_total{procedure="hourly"} 2.0' in metrics
+
+
+async def _settled(client: Any, fingerprint: str) -> bool:
+    rows = await incidents(client)
+    return any(r["fingerprint"] == fingerprint and r["state"] in ("resolved", "escalated")
+               for r in rows)

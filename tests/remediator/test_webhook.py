@@ -300,3 +300,36 @@ async def test_content_encodings_are_decoded_or_refused_with_4xx(
     if status != 200:
         assert message in (await resp.json())["error"]
     assert count_rows(store_of(client), "notifications") == (1 if status == 200 else 0)
+
+
+async def test_a_short_storm_drains_each_incident_once_with_one_heartbeat(
+        pg_url: str, make_config: Any, start_remediator: Any) -> None:
+    """300 matched alerts at once: every incident runs exactly once and resolves, and the
+    replica beats for all its queued attempts with one task (not one per attempt)."""
+    from tests.remediator.conftest import engine_of
+
+    proc = procedure("storm", params={"svc": {"label": "service", "pattern": "s[0-9]+"}},
+                     target="${svc}", max_concurrent=4, steps=[{"action": "wait", "seconds": 0.02}])
+    client = await start_remediator(make_config([proc], max_concurrent=4), pg_url)
+    engine = engine_of(client)
+    bodies = [notification(*(alert("stormAlert", f"{n:02x}{i:02x}", labels={"service": f"s{n}{i}"})
+                             for i in range(50)), group_key=f"g{n}") for n in range(6)]
+    for resp in await asyncio.gather(*(post(client, b) for b in bodies)):
+        assert resp.status == 200
+    peak = 0
+    heartbeats = 0
+
+    async def drained() -> bool:
+        nonlocal peak, heartbeats
+        peak = max(peak, len(engine.beating))
+        heartbeats = max(heartbeats, sum(
+            1 for t in asyncio.all_tasks() if "_heartbeat_forever" in repr(t.get_coro())))
+        rows = await incidents(client, limit=1000)
+        return len(rows) == 300 and all(r["state"] == "resolved" for r in rows)
+
+    await wait_until(drained, timeout=120, what="the storm to drain")
+    assert peak > 50 and heartbeats == 1, (peak, heartbeats)
+    with store_of(client).engine.connect() as conn:
+        per = conn.execute(sa.text("SELECT incident_id, count(*), min(state) FROM attempts "
+                                   "GROUP BY incident_id")).all()
+    assert len(per) == 300 and {(n, s) for _, n, s in per} == {(1, "succeeded")}
