@@ -47,6 +47,7 @@ T = TypeVar("T")
 # within the store's 16 connections
 ENGINE_THREADS = 8
 CLAIM_BATCH = 100  # incidents claimed per transaction when a batch is admitted
+SWEEP_BATCH = 2000  # open incidents a sweep considers
 # the blast-radius escalation waits for the storm to settle (no new hold for QUIET seconds,
 # at most SETTLE), so that its count covers the burst; one per procedure per EVERY, fleet-wide
 BLAST_NOTICE_QUIET = 2.0
@@ -201,7 +202,9 @@ class Engine:
                 await self.intel.sweep()
             except Exception:
                 log.warning("intelligence sweep failed", exc_info=True)
-        await self.consider_many(await self.db(self.store.open_incidents))
+        # a storm's incidents that waited (a group being ranked) come back here: in batches,
+        # so up to SWEEP_BATCH per sweep, not one by one
+        await self.consider_many(await self.db(self.store.open_incidents, SWEEP_BATCH))
 
     async def admit(self, new: list[int], escalate: list[int]) -> None:
         """Correlate freshly stored incidents, then act: consider the open ones, escalate the rest.
@@ -269,13 +272,15 @@ class Engine:
                if i not in self.tasks and i not in self._considering]
         self._considering.update(ids)
         try:
-            readies: list[tuple[dict[str, Any], dict[str, Any], Procedure, bool, str]] = []
-            for inc, alert in await self.db(self.store.incidents_with_alerts, ids):
-                ready = await self._precheck(inc, alert)
-                if ready is not None:
-                    readies.append(ready)
-            for k in range(0, len(readies), CLAIM_BATCH):
-                chunk = readies[k:k + CLAIM_BATCH]
+            groups: dict[int, Any] = {}  # the root-cause gate reads each group once per batch
+            # chunk by chunk: the first runs start while the rest of a storm is still checked
+            for k in range(0, len(ids), CLAIM_BATCH):
+                got = await self.db(self.store.incidents_with_alerts, ids[k:k + CLAIM_BATCH])
+                # the checks of a chunk run at once (each is a store read or two)
+                chunk = [r for r in await asyncio.gather(
+                    *(self._precheck(inc, alert, groups) for inc, alert in got)) if r is not None]
+                if not chunk:
+                    continue
                 verdicts = await self.db(self.store.claim_many,
                                          [self._claim_request(r, False) for r in chunk])
                 for ready, (verdict, info) in zip(chunk, verdicts, strict=True):
@@ -283,7 +288,8 @@ class Engine:
         finally:
             self._considering.difference_update(ids)
 
-    async def _precheck(self, inc: dict[str, Any], alert: dict[str, Any]
+    async def _precheck(self, inc: dict[str, Any], alert: dict[str, Any],
+                        groups: dict[int, Any] | None = None
                         ) -> tuple[dict[str, Any], dict[str, Any], Procedure, bool, str] | None:
         """Everything before the claim: (incident, alert, procedure, dry run, target), or
         None when the incident is not to be claimed now (its reason is recorded)."""
@@ -299,7 +305,7 @@ class Engine:
             return None
         if self.intel is not None:
             try:
-                if await self.intel.gate(inc):
+                if await self.intel.gate(inc, groups):
                     return None  # a symptom waiting for its root cause (the sweeper looks again)
             except Exception:
                 log.warning("root-cause gate failed for incident %d; acting on it alone",
