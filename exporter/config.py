@@ -104,7 +104,7 @@ def _method(value: str) -> str:
 
 
 def _header_name(value: str) -> str:
-    if not _TOKEN.match(value):
+    if not _TOKEN.fullmatch(value):
         raise ValueError("not a valid HTTP header name")
     return value
 

@@ -129,7 +129,7 @@ def lookup(env: dict[str, str], var: EnvVariable) -> str | None:
 def check_type(value: str, var: EnvVariable) -> str | None:
     """Why the value does not have the declared type (fixed text), or None."""
     kind = var.type
-    if kind == "int" and not _INT.match(value):
+    if kind == "int" and not _INT.fullmatch(value):
         return "is not an integer"
     if kind == "bool" and value.lower() not in _BOOL:
         return "is not a boolean (true/false/1/0/yes/no/on/off)"
@@ -146,7 +146,7 @@ def check_type(value: str, var: EnvVariable) -> str | None:
             return "is not a URL (scheme://host...)"
     if kind == "enum" and value not in (var.values or []):
         return "is not one of the allowed values " + ", ".join(var.values or [])
-    if kind == "duration" and not _DURATION.match(value):
+    if kind == "duration" and not _DURATION.fullmatch(value):
         return "is not a duration like 30s, 5m, 1h30m"
     return None
 

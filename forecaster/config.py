@@ -167,7 +167,7 @@ class ForecastConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> ForecastConfig:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ValueError("name must match [a-zA-Z_][a-zA-Z0-9_:.-]*")
         if not self.query.strip():
             raise ValueError("query must not be empty")

@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from vigil.remediator.auth import Credentials, load_credentials
 from vigil.remediator.config import RemediatorConfig
+from vigil.remediator.encoding import BodyError, decode_body
 from vigil.remediator.engine import Engine
 from vigil.remediator.ingest import IngestQueue
 from vigil.remediator.intelligence import IntelligenceCollector
@@ -133,6 +134,12 @@ async def receive(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         metrics.notifications.labels("invalid").inc()
         return error(413, f"body larger than {config.webhook.max_body_bytes} bytes")
+    try:
+        body = decode_body(body, request.headers.get("Content-Encoding"),
+                           config.webhook.max_body_bytes)
+    except BodyError as exc:
+        metrics.notifications.labels("invalid").inc()
+        return error(exc.status, str(exc))
     try:
         data = json.loads(body, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
@@ -295,8 +302,11 @@ def create_app(config: RemediatorConfig, *, store: Store | None = None,
     registry = registry or CollectorRegistry()
     webhook_creds = load_credentials(config, config.webhook, "webhook")
     admin_creds = load_credentials(config, config.admin, "admin")
+    # bodies arrive raw: the webhook decodes Content-Encoding itself (remediator/encoding.py),
+    # so a corrupt or unsupported encoding gets a 4xx instead of a parser traceback and a 500
     app = web.Application(client_max_size=config.webhook.max_body_bytes,
-                          middlewares=[auth_middleware(webhook_creds, admin_creds)])
+                          middlewares=[auth_middleware(webhook_creds, admin_creds)],
+                          handler_args={"auto_decompress": False})
     app[CONFIG] = config
     app[STORE] = store
     app[REGISTRY] = registry

@@ -43,7 +43,7 @@ def parse_duration(value: Any) -> float:
             raise ValueError("duration must not be negative")
         return float(value)
     if isinstance(value, str):
-        m = _DURATION_RE.match(value.strip())
+        m = _DURATION_RE.fullmatch(value.strip())
         if m:
             return float(m.group(1)) * _UNIT[m.group(2)]
     raise ValueError("expected a duration like 30s, 5m or 1h")
@@ -87,7 +87,7 @@ class Matcher(StrictModel):
 
 def _parse_matcher(value: Any) -> Any:
     if isinstance(value, str):
-        m = _MATCHER_RE.match(value)
+        m = _MATCHER_RE.fullmatch(value)
         if not m:
             raise ValueError('expected a matcher like alertname="Foo" (ops: = != =~ !~)')
         name, op, raw = m.groups()
@@ -204,6 +204,15 @@ Step = Annotated[
 ]
 
 
+def _step_bound(step: Any) -> float:
+    """The longest one step can take: its timeout per try (an http step retries), a wait."""
+    if isinstance(step, WaitStep):
+        return step.seconds
+    if isinstance(step, HttpStep):
+        return step.timeout * (step.retries + 1) + step.retry_backoff * (2 ** step.retries)
+    return float(step.timeout)
+
+
 class Verification(StrictModel):
     """A PromQL query that must return a non-empty result (the condition holds) in time."""
 
@@ -211,6 +220,15 @@ class Verification(StrictModel):
     timeout: Duration = 120.0
     interval: Duration = 2.0
     consecutive: int = Field(default=1, ge=1)
+
+
+class BlastRadius(StrictModel):
+    """Fleet-wide limits on one procedure (counted in the shared store, over all replicas):
+    targets remediating at once, and targets started per hour. An incident past either is
+    escalated instead of queued, and one escalation per hour reports how many were held."""
+
+    max_targets: int | None = Field(default=None, ge=1)
+    max_per_hour: int | None = Field(default=None, ge=1)
 
 
 class Procedure(StrictModel):
@@ -229,6 +247,17 @@ class Procedure(StrictModel):
     max_attempts: int = Field(default=3, ge=1)
     attempts_window: Duration = 3600.0
     max_concurrent: int = Field(default=1, ge=1)
+    # how long an incident may stay `remediating` before it counts as stuck
+    # (vigil_remediation_stuck_incidents); default: the steps', rollback's and verification's
+    # own time limits added up, plus one minute
+    time_bound: Duration | None = None
+    blast_radius: BlastRadius | None = None
+
+    def time_bound_seconds(self) -> float:
+        if self.time_bound is not None:
+            return self.time_bound
+        return (sum(_step_bound(s) for s in [*self.steps, *self.rollback])
+                + (self.verify.timeout + self.verify.interval if self.verify else 0.0) + 60.0)
 
     @field_validator("params")
     @classmethod

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -30,6 +32,7 @@ from vigil.remediator.actions import (
 )
 from vigil.remediator.breaker import Breakers
 from vigil.remediator.config import Procedure, RemediatorConfig
+from vigil.remediator.failpoints import crash_point
 from vigil.remediator.intelligence import Intelligence
 from vigil.remediator.metrics import RemediatorMetrics
 from vigil.remediator.store import Store, store_unavailable, utcnow
@@ -39,6 +42,17 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("vigil.remediator.engine")
 T = TypeVar("T")
+# the engine's own store threads: runs' records and claims do not queue behind the webhook's
+# and correlation's calls in the default executor (min(32, cores + 4) threads); with those,
+# within the store's 16 connections
+ENGINE_THREADS = 8
+CLAIM_BATCH = 100  # incidents claimed per transaction when a batch is admitted
+SWEEP_BATCH = 2000  # open incidents a sweep considers
+# the blast-radius escalation waits for the storm to settle (no new hold for QUIET seconds,
+# at most SETTLE), so that its count covers the burst; one per procedure per EVERY, fleet-wide
+BLAST_NOTICE_QUIET = 2.0
+BLAST_NOTICE_SETTLE = 30.0
+BLAST_NOTICE_EVERY = 3600.0
 
 
 class Engine:
@@ -60,6 +74,12 @@ class Engine:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.stops: dict[int, asyncio.Event] = {}
         self.running: set[int] = set()
+        # attempt -> (incident, stop) of every queued or running attempt of this replica:
+        # one heartbeat task stamps them all (a task per attempt kept the CPU busy in a storm)
+        self.beating: dict[int, tuple[int, asyncio.Event]] = {}
+        self._beat_task: asyncio.Task[None] | None = None
+        self._blast_holds: dict[str, float] = {}  # procedure -> monotonic time of its last hold
+        self._notices: set[asyncio.Task[None]] = set()
         self._considering: set[int] = set()
         self._noted: dict[int, str] = {}  # incident -> kind of skip already recorded
         self._target_locks: dict[str, asyncio.Lock] = {}
@@ -70,13 +90,15 @@ class Engine:
         self._refreshing = False
         self._refresh_again = False
         self._db_calls = 0
+        self._executor = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="vigil-engine")
         # correlation, root-cause ranking, recommendations (docs/incidents.md)
         self.intel = Intelligence(config, store, session) if config.intelligence.enabled else None
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # counted until the thread returns: a cancelled task does not stop its thread, and
         # stop() lets those calls finish before the store is disposed
-        call = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+        call = asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(fn, *args, **kwargs))
         self._db_calls += 1
         call.add_done_callback(self._db_call_done)
         return await asyncio.shield(call)
@@ -110,8 +132,10 @@ class Engine:
                 await self.db(self.store.set_paused, True, self.actor)
         else:
             self.paused = stored
+        self._beat_task = asyncio.create_task(self._heartbeat_forever())
         await self.reconcile()
         await self.refresh_open_count()
+        await self.refresh_stuck()
 
     async def stop(self) -> None:
         if self.intel is not None:
@@ -119,10 +143,15 @@ class Engine:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        for extra in [*self._notices, *([self._beat_task] if self._beat_task else [])]:
+            extra.cancel()
+        await asyncio.gather(*self._notices, *([self._beat_task] if self._beat_task else []),
+                             return_exceptions=True)
         for _ in range(100):  # store calls of cancelled tasks still run in threads: let them end
             if self._db_calls <= 0:
                 break
             await asyncio.sleep(0.05)
+        self._executor.shutdown(wait=False)
 
     async def sweep_forever(self) -> None:
         """Pick up open incidents: after a cooldown, a resume, a crash, or another replica's ingest."""
@@ -149,9 +178,22 @@ class Engine:
         finally:
             self._refreshing = False
 
+    async def refresh_stuck(self) -> None:
+        """vigil_remediation_stuck_incidents, per configured procedure."""
+        bounds = {p.name: (p.time_bound_seconds(), p.time_bound_seconds() + p.cooldown)
+                  for p in self.config.procedures}
+        try:
+            counts = await self.db(self.store.count_stuck, bounds)
+        except Exception:  # noqa: BLE001 - keep the last values through a store outage
+            log.warning("cannot count stuck incidents")
+            return
+        for name, n in counts.items():
+            self.metrics.stuck.labels(name).set(n)
+
     async def sweep(self) -> None:
         await self.refresh_open_count()
         await self.reconcile(own=False)
+        await self.refresh_stuck()
         stored = await self.db(self.store.paused)
         if stored is not None:
             self.paused = stored
@@ -160,8 +202,9 @@ class Engine:
                 await self.intel.sweep()
             except Exception:
                 log.warning("intelligence sweep failed", exc_info=True)
-        for incident_id in await self.db(self.store.open_incidents):
-            await self.consider(incident_id)
+        # a storm's incidents that waited (a group being ranked) come back here: in batches,
+        # so up to SWEEP_BATCH per sweep, not one by one
+        await self.consider_many(await self.db(self.store.open_incidents, SWEEP_BATCH))
 
     async def admit(self, new: list[int], escalate: list[int]) -> None:
         """Correlate freshly stored incidents, then act: consider the open ones, escalate the rest.
@@ -176,7 +219,7 @@ class Engine:
                 again = await self.intel.correlate([*new, *escalate])
             except Exception:
                 log.exception("correlation failed; acting on the incidents uncorrelated")
-        await asyncio.gather(*(self.consider(i) for i in [*new, *sorted(again - set(new))]),
+        await asyncio.gather(self.consider_many([*new, *sorted(again - set(new))]),
                              *(self.escalate(i, "") for i in escalate))
 
     # --- deciding --------------------------------------------------------------------------------
@@ -213,39 +256,89 @@ class Engine:
         got = await self.db(self.store.incident_with_alert, incident_id)
         if got is None:
             return
-        inc, alert = got
-        if inc["state"] != "open" or inc["procedure"] is None or alert["status"] != "firing":
+        ready = await self._precheck(*got)
+        if ready is None:
             return
+        claim = self._claim_request(ready, ignore_cooldown)
+        lock = self._target_locks.setdefault(claim["target"], asyncio.Lock())
+        async with lock:
+            verdict, info = await self.db(self.store.claim, **claim)
+        await self._claimed(ready, verdict, info)
+
+    async def consider_many(self, incident_ids: list[int]) -> None:
+        """Consider a batch (a storm's admission): one read for the incidents, then claims
+        in transactions of up to CLAIM_BATCH incidents instead of one per incident."""
+        ids = [i for i in dict.fromkeys(incident_ids)
+               if i not in self.tasks and i not in self._considering]
+        self._considering.update(ids)
+        try:
+            groups: dict[int, Any] = {}  # the root-cause gate reads each group once per batch
+            # chunk by chunk: the first runs start while the rest of a storm is still checked
+            for k in range(0, len(ids), CLAIM_BATCH):
+                got = await self.db(self.store.incidents_with_alerts, ids[k:k + CLAIM_BATCH])
+                # the checks of a chunk run at once (each is a store read or two)
+                chunk = [r for r in await asyncio.gather(
+                    *(self._precheck(inc, alert, groups) for inc, alert in got)) if r is not None]
+                if not chunk:
+                    continue
+                verdicts = await self.db(self.store.claim_many,
+                                         [self._claim_request(r, False) for r in chunk])
+                for ready, (verdict, info) in zip(chunk, verdicts, strict=True):
+                    await self._claimed(ready, verdict, info)
+        finally:
+            self._considering.difference_update(ids)
+
+    async def _precheck(self, inc: dict[str, Any], alert: dict[str, Any],
+                        groups: dict[int, Any] | None = None
+                        ) -> tuple[dict[str, Any], dict[str, Any], Procedure, bool, str] | None:
+        """Everything before the claim: (incident, alert, procedure, dry run, target), or
+        None when the incident is not to be claimed now (its reason is recorded)."""
+        incident_id = inc["id"]
+        if inc["state"] != "open" or inc["procedure"] is None or alert["status"] != "firing":
+            return None
         proc = self.procs.get(inc["procedure"])
         if proc is None:
             reason = f"procedure {inc['procedure']!r} is no longer configured"
             if await self.db(self.store.transition, incident_id, ("open",), "escalated",
                              reason=reason, actor=self.actor):
                 await self.escalate(incident_id, reason)
-            return
+            return None
         if self.intel is not None:
             try:
-                if await self.intel.gate(inc):
-                    return  # a symptom waiting for its root cause (the sweeper looks again)
+                if await self.intel.gate(inc, groups):
+                    return None  # a symptom waiting for its root cause (the sweeper looks again)
             except Exception:
                 log.warning("root-cause gate failed for incident %d; acting on it alone",
                             incident_id, exc_info=True)
         if self.paused:
             await self._note_skip(inc, proc, "paused", "skipped: remediation is paused (kill switch)")
-            return
+            return None
         if proc.requires_approval and inc["approved_at"] is None:
             await self.db(self.store.transition, incident_id, ("open",), "awaiting_approval",
                           reason="procedure requires approval", actor=self.actor)
-            return
+            return None
         dry = bool(inc["dry_run"] or self.config.dry_run or proc.dry_run)
-        target = inc["target"] or proc.name
-        lock = self._target_locks.setdefault(target, asyncio.Lock())
-        async with lock:
-            verdict, info = await self.db(
-                self.store.claim, incident_id, procedure=proc.name, target=target,
-                cooldown=proc.cooldown, max_attempts=proc.max_attempts,
-                window=proc.attempts_window, dry_run=dry, replica=self.replica,
-                ignore_cooldown=ignore_cooldown)
+        return inc, alert, proc, dry, inc["target"] or proc.name
+
+    def _claim_request(self, ready: tuple[dict[str, Any], dict[str, Any], Procedure, bool, str],
+                       ignore_cooldown: bool) -> dict[str, Any]:
+        inc, _, proc, dry, target = ready
+        return {"incident_id": inc["id"], "procedure": proc.name, "target": target,
+                "cooldown": proc.cooldown, "max_attempts": proc.max_attempts,
+                "window": proc.attempts_window, "dry_run": dry, "replica": self.replica,
+                "ignore_cooldown": ignore_cooldown,
+                "blast": (proc.blast_radius.max_targets, proc.blast_radius.max_per_hour)
+                if proc.blast_radius else None}
+
+    async def _claimed(self, ready: tuple[dict[str, Any], dict[str, Any], Procedure, bool, str],
+                       verdict: str, info: Any) -> None:
+        """Act on a claim's verdict: run, note the cooldown, escalate a spent budget."""
+        inc, alert, proc, dry, target = ready
+        incident_id = inc["id"]
+        if verdict == "blast":  # escalated in the claim's transaction; one notice for all
+            self.metrics.blast_held.labels(proc.name).inc()
+            self._hold(proc)
+            return
         if verdict == "cooldown":
             until = info + timedelta(seconds=proc.cooldown)
             await self._note_skip(inc, proc, "cooldown",
@@ -261,7 +354,7 @@ class Engine:
                              reason=reason, actor=self.actor):
                 await self.escalate(incident_id, reason)
             return
-        if verdict != "claimed":
+        if verdict != "claimed" or incident_id in self.tasks:
             return
         self._noted.pop(incident_id, None)
         stop = asyncio.Event()
@@ -282,7 +375,7 @@ class Engine:
                    attempt_id: int, dry: bool, stop: asyncio.Event) -> None:
         incident_id = inc["id"]
         # queued or running, the attempt beats: other replicas must not take it for orphaned
-        beat = asyncio.create_task(self._heartbeat(attempt_id, incident_id, stop))
+        self.beating[attempt_id] = (incident_id, stop)
         try:
             # the procedure's slot first: a run waiting for it must not hold a global slot
             async with self.proc_slots[proc.name], self.global_slots:
@@ -297,29 +390,43 @@ class Engine:
                 await asyncio.shield(self._cancel_queued(incident_id, attempt_id, "alert resolved"))
             raise
         finally:
-            beat.cancel()
+            self.beating.pop(attempt_id, None)
 
     async def _cancel_queued(self, incident_id: int, attempt_id: int, reason: str) -> None:
-        await self.db(self.store.update_attempt, attempt_id, only_if=("queued",), state="cancelled",
-                      reason=reason, finished_at=utcnow())
-        await self.db(self.store.transition, incident_id, ("remediating",), "open",
-                      reason=f"queued work cancelled: {reason}", actor=self.actor)
+        await self.db(self.store.finish_attempt, attempt_id,
+                      {"state": "cancelled", "reason": reason, "finished_at": utcnow()},
+                      only_if=("queued",), actor=self.actor,
+                      move=(incident_id, ("remediating",), "open", f"queued work cancelled: {reason}"))
 
-    async def _heartbeat(self, attempt_id: int, incident_id: int, stop: asyncio.Event) -> None:
-        # beats until the run ends (its task is cancelled then), also after a stop: a run told
-        # to stop still verifies what its steps did, and must not look orphaned meanwhile
+    async def _heartbeat_forever(self) -> None:
+        """The replica's heartbeat: every interval, one transaction stamps all its queued and
+        running attempts and reads their incidents' states. It beats until a run ends, also
+        after a stop: a run told to stop still verifies what its steps did, and must not
+        look orphaned meanwhile."""
         while True:
-            try:
-                state = await self.db(self.store.heartbeat, attempt_id, incident_id)
-                if state != "remediating" and not stop.is_set():
-                    stop.set()
-            except Exception:  # noqa: BLE001 - a store blip must not kill the run
-                log.warning("heartbeat failed for attempt %d", attempt_id)
             await asyncio.sleep(self.heartbeat_interval)
+            if self.beating:
+                try:
+                    await self.beat()
+                except Exception as exc:  # noqa: BLE001 - a store blip must not kill the heartbeat
+                    log.warning("heartbeat failed for %d attempts (%s)", len(self.beating),
+                                exc.__class__.__name__)
 
-    async def _steps(self, steps: list[Any], ctx: ActionContext, attempt_id: int, column: str
-                     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Run steps in order; stop at the first failure. Return results and the failure text."""
+    async def beat(self) -> None:
+        beating = dict(self.beating)
+        states = await self.db(self.store.heartbeat, list(beating),
+                               sorted({inc for inc, _ in beating.values()}))
+        for incident_id, stop in beating.values():
+            if states.get(incident_id) != "remediating" and not stop.is_set():
+                stop.set()
+
+    async def _steps(self, steps: list[Any], ctx: ActionContext, attempt_id: int, column: str,
+                     *, last_ok_is_final: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+        """Run steps in order; stop at the first failure. Return results and the failure text.
+
+        Each step's result is recorded as it ends, but for the last one when
+        `last_ok_is_final` and it succeeds: the final record follows at once (one write
+        fewer per run; a crash in between leaves the attempt `running` either way)."""
         results: list[dict[str, Any]] = []
         for i, step in enumerate(steps):
             t0 = time.monotonic()
@@ -327,6 +434,7 @@ class Engine:
             try:
                 entry["output"] = await run_step(step, ctx)
                 entry["status"] = "ok"
+                crash_point("step-returned")
             except Cancelled as exc:
                 entry.update(status="cancelled", output=str(exc))
             except ActionFailed as exc:
@@ -336,7 +444,10 @@ class Engine:
                 entry.update(status="failed", output=f"internal error: {exc.__class__.__name__}")
             entry["duration_seconds"] = round(time.monotonic() - t0, 3)
             results.append(entry)
+            if last_ok_is_final and i == len(steps) - 1 and entry["status"] == "ok":
+                break  # the run's final record, next, holds these results
             await self.persist(self.store.update_attempt, attempt_id, **{column: list(results)})
+            crash_point("step-recorded")
             if entry["status"] != "ok":
                 return results, f"step {entry['name']} {entry['status']}: {entry['output']}"
         return results, None
@@ -413,7 +524,8 @@ class Engine:
                 self.metrics.attempts.labels(proc.name, "dry_run").inc()
                 after = ("open", "dry run: the procedure would have run (see the attempt)")
                 return
-            steps, failure = await self._steps(proc.steps, ctx, attempt_id, "steps")
+            steps, failure = await self._steps(proc.steps, ctx, attempt_id, "steps",
+                                               last_ok_is_final=proc.verify is None)
             final["steps"] = steps
             if stop.is_set() and failure is not None:  # cut short: some steps never ran
                 final.update(state="cancelled", reason="stopped: the alert resolved or work was paused")
@@ -449,6 +561,7 @@ class Engine:
             final.update(state=result, reason=failure)
             self.metrics.attempts.labels(proc.name, result).inc()
             delivered = await self.escalate(incident_id, failure)
+            crash_point("escalation-sent")
             after = ("escalated", failure) if delivered else (
                 "failed", f"{failure} (no escalation delivered)")
         except asyncio.CancelledError:
@@ -474,19 +587,54 @@ class Engine:
     async def _record(self, proc: Procedure, incident_id: int, attempt_id: int,
                       inc: dict[str, Any], elapsed: float, final: dict[str, Any],
                       after: tuple[str, str] | None) -> None:
-        """Write the attempt's final record, then move the incident."""
+        """Write the attempt's final record and move the incident, in one transaction."""
         self.metrics.duration.labels(proc.name).observe(elapsed)
         final.setdefault("state", "failed")
-        await asyncio.shield(self.persist(
-            self.store.update_attempt, attempt_id, finished_at=utcnow(),
-            duration_seconds=round(elapsed, 3), heartbeat_at=utcnow(), **final))
-        if after is not None:
-            moved = await asyncio.shield(self.persist(
-                self.store.transition, incident_id, ("remediating",), after[0],
-                reason=after[1], actor=self.actor))
-            if moved and after[0] == "resolved":
-                self.metrics.resolution.observe(
-                    max(0.0, (utcnow() - inc["alert_starts_at"]).total_seconds()))
+        crash_point("before-final-record")
+        _, moved = await asyncio.shield(self.persist(
+            self.store.finish_attempt, attempt_id,
+            {"finished_at": utcnow(), "duration_seconds": round(elapsed, 3),
+             "heartbeat_at": utcnow(), **final},
+            move=None if after is None else (incident_id, ("remediating",), *after),
+            actor=self.actor))
+        crash_point("after-final-record")
+        if moved and after is not None and after[0] == "resolved":
+            self.metrics.resolution.observe(
+                max(0.0, (utcnow() - inc["alert_starts_at"]).total_seconds()))
+
+    # --- blast radius ---------------------------------------------------------------------------
+
+    def _hold(self, proc: Procedure) -> None:
+        first = proc.name not in self._blast_holds
+        self._blast_holds[proc.name] = time.monotonic()
+        if first:
+            task = asyncio.create_task(self._blast_notice(proc))
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
+
+    async def _blast_notice(self, proc: Procedure) -> None:
+        """Escalate once for the incidents the blast radius held, with their count."""
+        started = time.monotonic()
+        try:
+            while True:
+                quiet = time.monotonic() - self._blast_holds[proc.name]
+                if quiet >= BLAST_NOTICE_QUIET or time.monotonic() - started >= BLAST_NOTICE_SETTLE:
+                    break
+                await asyncio.sleep(BLAST_NOTICE_QUIET - min(quiet, BLAST_NOTICE_QUIET) + 0.05)
+        finally:
+            self._blast_holds.pop(proc.name, None)
+        taken, held, ids = await self.db(self.store.claim_blast_notice, proc.name,
+                                         BLAST_NOTICE_EVERY)
+        if not taken:
+            log.info("blast radius of %s held more incidents; its escalation was sent within "
+                     "the hour", proc.name)
+            return
+        reason = (f"blast radius: {held} incident(s) of procedure {proc.name} were escalated "
+                  f"instead of run (limits: {proc.blast_radius})")
+        log.warning("%s", reason)
+        await self._send_escalation({
+            "kind": "blast_radius", "procedure": proc.name, "held": held, "incidents": ids,
+            "reason": reason, "source": "vigil-remediator"}, None, reason)
 
     # --- escalation and reconciliation ------------------------------------------------------------
 
@@ -505,20 +653,44 @@ class Engine:
                 "annotations": alert["annotations"], "source": "vigil-remediator"}
         if self.intel is not None:  # group, ranked root cause, recommended procedure
             body.update(await self.intel.escalation_extra(incident_id))
+        return await self._send_escalation(body, incident_id, reason)
+
+    async def _send_escalation(self, body: dict[str, Any], incident_id: int | None,
+                               reason: str) -> bool:
+        """POST one escalation body (with its credentials, or not at all); audit it."""
+        esc = self.config.escalation
+        assert esc is not None
+        what = f"incident {incident_id}" if incident_id is not None else "blast radius"
         headers = {}
         if esc.credentials:
+            # never sent without its credentials: an unreadable or empty token file fails the
+            # escalation (logged and counted; the text names the file, never its content)
+            path = self.config.path(self.config.credentials[esc.credentials].bearer_token_file)
             try:
-                path = self.config.path(self.config.credentials[esc.credentials].bearer_token_file)
-                headers["Authorization"] = f"Bearer {path.read_text().strip()}"
-            except OSError:
-                pass
+                token = path.read_text().strip()
+                problem = "" if token else "is empty"
+            except (OSError, UnicodeDecodeError) as exc:
+                token, problem = "", f"cannot be read ({exc.__class__.__name__})"
+            if problem:
+                status = (f"not sent: the token file {path} of credentials "
+                          f"{esc.credentials!r} {problem}")
+                log.error("escalation of %s %s", what, status)
+                self.metrics.escalation_failures.labels("credentials").inc()
+                await self.db(self.store.audit, self.actor, "escalation.failed", incident_id,
+                              {"reason": reason, "status": status})
+                return False
+            headers["Authorization"] = f"Bearer {token}"
         try:
             async with self.session.post(esc.url, json=body, headers=headers,
                                          timeout=aiohttp.ClientTimeout(total=esc.timeout)) as resp:
                 ok = 200 <= resp.status < 300
                 status = f"HTTP {resp.status}"
+                failure = "http_status"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            ok, status = False, exc.__class__.__name__
+            ok, status, failure = False, exc.__class__.__name__, "unreachable"
+        if not ok:
+            log.warning("escalation of %s not delivered: %s", what, status)
+            self.metrics.escalation_failures.labels(failure).inc()
         await self.db(self.store.audit, self.actor, "escalation.sent" if ok else "escalation.failed",
                       incident_id, {"reason": reason, "status": status})
         return ok
@@ -539,9 +711,11 @@ class Engine:
 
     async def reconcile(self, *, own: bool = True) -> list[tuple[int, str]]:
         """Find attempts a crash left queued/running; re-run idempotent ones, escalate the rest.
+        Then repair incidents left `remediating` although their latest attempt has ended.
 
         own=True (at start-up) includes this replica's own leftovers; the sweeper passes
         own=False and only takes attempts whose heartbeat went stale (a replica that died).
+        Each attempt's record and its incident's move are one transaction.
         """
         done: list[tuple[int, str]] = []
         for att in await self.db(self.store.orphaned_attempts,
@@ -550,29 +724,87 @@ class Engine:
                 # ours and still running: its heartbeat went stale in a store outage, and
                 # the run is retrying its record (persist), not orphaned
                 continue
-            if not await self.db(self.store.update_attempt, att["id"], only_if=("queued", "running"),
-                                 state="failed", finished_at=utcnow(),
-                                 reason=f"interrupted: the remediator stopped while it was {att['state']}"):
-                continue
-            self.metrics.attempts.labels(att["procedure"], "failed").inc()
             got = await self.db(self.store.incident_with_alert, att["incident_id"])
             if got is None:
                 continue
             inc, alert = got
             proc = self.procs.get(att["procedure"])
-            firing = await self._still_firing(alert)
-            if proc is not None and proc.idempotent and firing:
-                if await self.db(self.store.transition, inc["id"], ("remediating",), "open",
-                                 reason="reconciled after a restart: re-running (idempotent)",
-                                 actor=self.actor):
-                    await self.consider(inc["id"], ignore_cooldown=True)
-                    done.append((inc["id"], "rerun"))
-            else:
-                why = ("procedure is not idempotent" if proc is None or not proc.idempotent
-                       else "the alert no longer fires")
-                reason = f"reconciled after a restart: attempt interrupted and {why}"
-                if await self.db(self.store.transition, inc["id"], ("remediating",), "escalated",
-                                 reason=reason, actor=self.actor):
-                    await self.escalate(inc["id"], reason)
-                    done.append((inc["id"], "escalated"))
+            rerun, why = await self._rerun_verdict(proc, alert)
+            reason = ("reconciled after a restart: re-running (idempotent)" if rerun else
+                      f"reconciled after a restart: attempt interrupted and {why}")
+            updated, moved = await self.db(
+                self.store.finish_attempt, att["id"],
+                {"state": "failed", "finished_at": utcnow(),
+                 "reason": f"interrupted: the remediator stopped while it was {att['state']}"},
+                only_if=("queued", "running"), actor=self.actor,
+                move=(inc["id"], ("remediating",), "open" if rerun else "escalated", reason))
+            if not updated:
+                continue  # another replica reconciled it first
+            self.metrics.attempts.labels(att["procedure"], "failed").inc()
+            if moved:
+                done.append(await self._after_reconcile(inc["id"], rerun, reason))
+        done.extend(await self.repair())
+        return done
+
+    async def _rerun_verdict(self, proc: Procedure | None, alert: dict[str, Any]) -> tuple[bool, str]:
+        """Re-run an interrupted attempt? Only an idempotent procedure whose alert still fires."""
+        if proc is None or not proc.idempotent:
+            return False, "procedure is not idempotent"
+        if not await self._still_firing(alert):
+            return False, "the alert no longer fires"
+        return True, ""
+
+    async def _after_reconcile(self, incident_id: int, rerun: bool, reason: str) -> tuple[int, str]:
+        if rerun:
+            await self.consider(incident_id, ignore_cooldown=True)
+            return incident_id, "rerun"
+        await self.escalate(incident_id, reason)
+        return incident_id, "escalated"
+
+    async def repair(self) -> list[tuple[int, str]]:
+        """Move on incidents left `remediating` whose latest attempt has ended.
+
+        The incident takes the state the attempt's end implies: succeeded -> resolved;
+        dry_run, cancelled, skipped -> open (as a run that ends so moves it); failed or
+        rolled_back -> escalated (or `failed` when no escalation is delivered), except an
+        attempt interrupted by a crash, which is reconciled like an orphan (an idempotent
+        procedure whose alert fires runs again). Every move is conditional on the incident
+        still being `remediating`, so replicas repairing at once move it once."""
+        done: list[tuple[int, str]] = []
+        for att in await self.db(self.store.ended_but_remediating):
+            incident_id, state = att["incident_id"], att["state"]
+            if incident_id in self.tasks:
+                continue  # our own run is still recording its end
+            why = f"repaired: its attempt {att['id']} had ended {state} ({att['reason'] or 'no reason'})"
+            if state == "succeeded":
+                if await self.db(self.store.transition, incident_id, ("remediating",), "resolved",
+                                 reason=f"remediation verified; {why}", actor=self.actor):
+                    done.append((incident_id, "resolved"))
+                continue
+            if state in ("dry_run", "cancelled", "skipped"):
+                if await self.db(self.store.transition, incident_id, ("remediating",), "open",
+                                 reason=why, actor=self.actor):
+                    done.append((incident_id, "open"))
+                continue
+            if str(att["reason"]).startswith("interrupted"):
+                got = await self.db(self.store.incident_with_alert, incident_id)
+                if got is None:
+                    continue
+                rerun, what = await self._rerun_verdict(self.procs.get(att["procedure"]), got[1])
+                reason = ("reconciled after a restart: re-running (idempotent)" if rerun else
+                          f"reconciled after a restart: attempt interrupted and {what}")
+                if await self.db(self.store.transition, incident_id, ("remediating",),
+                                 "open" if rerun else "escalated", reason=reason, actor=self.actor):
+                    done.append(await self._after_reconcile(incident_id, rerun, reason))
+                continue
+            # failed or rolled_back: hand over to a human (claimed first, then delivered)
+            reason = f"{att['reason'] or 'remediation failed'} ({why})"
+            if not await self.db(self.store.transition, incident_id, ("remediating",),
+                                 "escalated", reason=reason, actor=self.actor):
+                continue
+            if await self.escalate(incident_id, reason):
+                done.append((incident_id, "escalated"))
+            elif await self.db(self.store.transition, incident_id, ("escalated",), "failed",
+                               reason=f"{reason} (no escalation delivered)", actor=self.actor):
+                done.append((incident_id, "failed"))
         return done

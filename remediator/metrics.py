@@ -65,6 +65,25 @@ class RemediatorMetrics:
             "vigil_circuit_breaker_state",
             "State of the remediator's per-host circuit breakers: 0 closed, 1 open, 2 half-open.",
             ["breaker"], registry=registry)
+        self.escalation_failures = Counter(
+            "vigil_remediation_escalation_failures_total",
+            "Escalations not delivered, by reason: credentials (the token file cannot be "
+            "read or is empty: nothing was sent), http_status (a non-2xx answer), "
+            "unreachable (connection error or timeout).",
+            ["reason"], registry=registry)
+        self.stuck = Gauge(
+            "vigil_remediation_stuck_incidents",
+            "Incidents of a procedure in a non-terminal state longer than its time bound: "
+            "remediating longer than time_bound, or open longer than time_bound plus the "
+            "cooldown (from the incident store, refreshed every sweep; the same on every replica).",
+            ["procedure"], registry=registry)
+        self.blast_held = Counter(
+            "vigil_remediation_blast_radius_held_total",
+            "Incidents escalated instead of run because their procedure's blast radius "
+            "(max_targets at once, max_per_hour) was reached.",
+            ["procedure"], registry=registry)
+        for reason in ("credentials", "http_status", "unreachable"):
+            self.escalation_failures.labels(reason)
         for result in ("accepted", "invalid", "unauthorized", "store_error"):
             self.notifications.labels(result)
         for outcome in ("new", "duplicate", "resolved", "unmatched"):

@@ -47,7 +47,7 @@ def parse_time(value: Any, where: str) -> datetime:
     """RFC 3339 with up to nanoseconds (Alertmanager's format), as aware UTC."""
     if not isinstance(value, str):
         raise PayloadError(f"{where}: expected an RFC 3339 timestamp string")
-    m = _TIME_RE.match(value)
+    m = _TIME_RE.fullmatch(value)
     if not m:
         raise PayloadError(f"{where}: invalid RFC 3339 timestamp")
     date, clock, frac, zone = m.groups()

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 from vigil.remediator.matching import Match
 from vigil.remediator.models import (
     ACTIVE_INCIDENT_STATES,
@@ -379,6 +380,19 @@ class Store:
             row = conn.execute(sa.select(Incident).where(Incident.id == incident_id)).first()
             return _row(row) if row else None
 
+    def incidents_with_alerts(self, incident_ids: list[int]
+                              ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """`incident_with_alert` for many incidents, in id order, in a few statements."""
+        out: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        with self.engine.connect() as conn:
+            for i in range(0, len(incident_ids), _CHUNK):
+                incs = {r.id: _row(r) for r in conn.execute(sa.select(Incident).where(
+                    Incident.id.in_(incident_ids[i:i + _CHUNK])))}
+                alerts = {r.id: _row(r) for r in conn.execute(sa.select(Alert).where(
+                    Alert.id.in_({inc["alert_id"] for inc in incs.values()})))}
+                out.extend((incs[k], alerts[incs[k]["alert_id"]]) for k in sorted(incs))
+        return out
+
     def incident_with_alert(self, incident_id: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(Incident).where(Incident.id == incident_id)).first()
@@ -391,6 +405,34 @@ class Store:
     def transition(self, incident_id: int, from_states: tuple[str, ...], to_state: str, *,
                    reason: str = "", actor: str = "remediator", **stamps: Any) -> bool:
         """Move an incident between states only if it is in one of from_states (a claim)."""
+        with self.engine.begin() as conn:
+            return self._transition(conn, incident_id, from_states, to_state, reason=reason,
+                                    actor=actor, **stamps)
+
+    def finish_attempt(self, attempt_id: int, values: dict[str, Any], *,
+                       only_if: tuple[str, ...] | None = None,
+                       move: tuple[int, tuple[str, ...], str, str] | None = None,
+                       actor: str = "remediator") -> tuple[bool, bool]:
+        """An attempt's final record and its incident's transition, in ONE transaction.
+
+        move = (incident_id, from_states, to_state, reason). A crash cannot separate the two
+        writes (an attempt `succeeded` beside an incident left `remediating` for good).
+        Returns (attempt updated, incident moved); with only_if and no matching attempt,
+        nothing is written."""
+        with self.engine.begin() as conn:
+            stmt = sa.update(Attempt).where(Attempt.id == attempt_id)
+            if only_if:
+                stmt = stmt.where(Attempt.state.in_(only_if))
+            if not conn.execute(stmt.values(**values)).rowcount:
+                return False, False
+            if move is None:
+                return True, False
+            incident_id, from_states, to_state, reason = move
+            return True, self._transition(conn, incident_id, from_states, to_state,
+                                          reason=reason, actor=actor)
+
+    def _transition(self, conn: sa.Connection, incident_id: int, from_states: tuple[str, ...],
+                    to_state: str, *, reason: str, actor: str, **stamps: Any) -> bool:
         now = utcnow()
         values: dict[str, Any] = {"state": to_state, "updated_at": now, "reason": reason}
         stamp = {"remediating": "remediating_at", "resolved": "resolved_at", "failed": "failed_at",
@@ -398,15 +440,14 @@ class Store:
         if stamp:
             values[stamp] = now
         values.update(stamps)
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                sa.update(Incident).where(Incident.id == incident_id,
-                                          Incident.state.in_(from_states)).values(**values)
-            ).rowcount
-            if done:
-                conn.execute(sa.insert(AuditLog).values(
-                    at=now, actor=actor, action="incident.state", incident_id=incident_id,
-                    detail={"state": to_state, "reason": reason}))
+        done = conn.execute(
+            sa.update(Incident).where(Incident.id == incident_id,
+                                      Incident.state.in_(from_states)).values(**values)
+        ).rowcount
+        if done:
+            conn.execute(sa.insert(AuditLog).values(
+                at=now, actor=actor, action="incident.state", incident_id=incident_id,
+                detail={"state": to_state, "reason": reason}))
         return bool(done)
 
     def set_reason(self, incident_id: int, reason: str) -> None:
@@ -434,12 +475,20 @@ class Store:
                 stmt = stmt.where(Attempt.state.in_(only_if))
             return bool(conn.execute(stmt.values(**values)).rowcount)
 
-    def heartbeat(self, attempt_id: int, incident_id: int) -> str | None:
-        """Stamp the attempt as alive; return the incident's state (so others can stop us)."""
+    def heartbeat(self, attempt_ids: list[int], incident_ids: list[int]) -> dict[int, str]:
+        """Stamp a replica's attempts (queued or running) as alive, all in one transaction;
+        return their incidents' states (so a resolve on another replica can stop them)."""
+        now = utcnow()
+        states: dict[int, str] = {}
         with self.engine.begin() as conn:
-            conn.execute(sa.update(Attempt).where(Attempt.id == attempt_id)
-                         .values(heartbeat_at=utcnow()))
-            return conn.execute(sa.select(Incident.state).where(Incident.id == incident_id)).scalar()
+            for i in range(0, len(attempt_ids), _CHUNK):
+                conn.execute(sa.update(Attempt).where(Attempt.id.in_(attempt_ids[i:i + _CHUNK]))
+                             .values(heartbeat_at=now))
+            for i in range(0, len(incident_ids), _CHUNK):
+                states.update((int(k), str(v)) for k, v in conn.execute(
+                    sa.select(Incident.id, Incident.state)
+                    .where(Incident.id.in_(incident_ids[i:i + _CHUNK]))))
+        return states
 
     def attempt(self, attempt_id: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -477,6 +526,41 @@ class Store:
                 Attempt.state.in_(("queued", "running")), cond)).all()
             return [_row(r) for r in rows]
 
+    def ended_but_remediating(self) -> list[dict[str, Any]]:
+        """Incidents left `remediating` although their latest attempt has ended: what a crash
+        between an attempt's final record and the incident's transition left behind (when
+        they were two transactions). Each row is the incident's latest attempt."""
+        other = aliased(Attempt)
+        latest = (sa.select(sa.func.max(other.id)).where(other.incident_id == Incident.id)
+                  .correlate(Incident).scalar_subquery())
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(Attempt).join(Incident, Attempt.id == latest)
+                .where(Incident.state == "remediating",
+                       Attempt.state.not_in(("queued", "running")))).all()
+            return [_row(r) for r in rows]
+
+    def count_stuck(self, bounds: dict[str, tuple[float, float]]) -> dict[str, int]:
+        """Per procedure, incidents non-terminal longer than the procedure's time bound:
+        `remediating` for longer than bounds[p][0] seconds, or `open` for longer than the
+        bound plus the cooldown, bounds[p][1]. (awaiting_approval waits for a human.)"""
+        now = utcnow()
+        conds = [sa.and_(Incident.procedure == name, sa.or_(
+            sa.and_(Incident.state == "remediating",
+                    Incident.updated_at < now - timedelta(seconds=running)),
+            sa.and_(Incident.state == "open",
+                    Incident.updated_at < now - timedelta(seconds=waiting))))
+            for name, (running, waiting) in bounds.items()]
+        counts = dict.fromkeys(bounds, 0)
+        if not conds:
+            return counts
+        with self.engine.connect() as conn:
+            for name, n in conn.execute(
+                    sa.select(Incident.procedure, sa.func.count()).where(sa.or_(*conds))
+                    .group_by(Incident.procedure)):
+                counts[name] = int(n)
+        return counts
+
     def count_active_incidents(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(Incident)
@@ -489,50 +573,135 @@ class Store:
 
     def claim(self, incident_id: int, *, procedure: str, target: str, cooldown: float,
                max_attempts: int, window: float, dry_run: bool, replica: str,
-               ignore_cooldown: bool) -> tuple[str, Any]:
-        """Check cooldown and budget and move open -> remediating in one transaction.
+               ignore_cooldown: bool, blast: tuple[int | None, int | None] | None = None
+               ) -> tuple[str, Any]:
+        """Check cooldown, budget and blast radius and move open -> remediating in one
+        transaction.
 
         On PostgreSQL an advisory lock on the target serialises replicas, so two replicas cannot
-        both pass the cooldown for one target. Returns (claimed, attempt_id) | (cooldown, last
-        run) | (budget, attempts used) | (gone, None).
+        both pass the cooldown for one target; with a blast radius, a second lock on the
+        procedure makes its limits exact fleet-wide. Returns (claimed, attempt_id) |
+        (cooldown, last run) | (budget, attempts used) | (blast, reason: the incident is
+        escalated) | (gone, None).
         """
-        now = utcnow()
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": target})
-            state = conn.execute(sa.select(Incident.state).where(Incident.id == incident_id)).scalar()
-            if state != "open":
-                return "gone", None
-            if not ignore_cooldown:
-                last = conn.execute(
-                    sa.select(sa.func.max(sa.func.coalesce(Attempt.started_at, Attempt.created_at)))
-                    .where(Attempt.procedure == procedure, Attempt.target == target,
-                           Attempt.state.in_(COOLDOWN_STATES))).scalar()
-                if last is not None:
-                    last = UTC_TYPE.process_result_value(last, self.engine.dialect)
-                    if (now - last).total_seconds() < cooldown:
-                        return "cooldown", last
-            if not dry_run:
-                used = int(conn.execute(
-                    sa.select(sa.func.count()).select_from(Attempt)
-                    .where(Attempt.procedure == procedure, Attempt.target == target,
-                           Attempt.state.in_(BUDGET_STATES),
-                           Attempt.created_at >= now - timedelta(seconds=window))).scalar_one())
-                if used >= max_attempts:
-                    return "budget", used
-            conn.execute(sa.update(Incident).where(Incident.id == incident_id).values(
-                state="remediating", updated_at=now, reason="remediation queued",
-                remediating_at=sa.func.coalesce(Incident.remediating_at, now)))
-            attempt_id = conn.execute(sa.insert(Attempt).values(
-                incident_id=incident_id, procedure=procedure, target=target, state="queued",
-                reason="", dry_run=dry_run, replica=replica, created_at=now, heartbeat_at=now,
-                steps=[], rollback_steps=[], verification=None, verification_detail="",
-            ).returning(Attempt.id)).scalar_one()
-            conn.execute(sa.insert(AuditLog).values(
-                at=now, actor=f"remediator:{replica}", action="incident.state", incident_id=incident_id,
-                detail={"state": "remediating", "attempt": attempt_id, "dry_run": dry_run}))
-            return "claimed", int(attempt_id)
+            return self._claim(conn, incident_id, procedure=procedure, target=target,
+                               cooldown=cooldown, max_attempts=max_attempts, window=window,
+                               dry_run=dry_run, replica=replica,
+                               ignore_cooldown=ignore_cooldown, blast=blast)
 
+    def claim_many(self, claims: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+        """`claim` for many incidents (keyword arguments of `claim` each) in one transaction.
+
+        On PostgreSQL the targets' advisory locks are all taken first, in the order of their
+        hashes (the lock keys), so two replicas claiming overlapping batches cannot deadlock.
+        Incidents of one target are decided in order: the second sees the first's attempt."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql" and claims:
+                conn.execute(sa.text(
+                    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(t) AS h "
+                    "FROM unnest(CAST(:targets AS text[])) AS t) AS k ORDER BY h"),
+                    {"targets": sorted({c["target"] for c in claims})})
+            return [self._claim(conn, **c) for c in claims]
+
+    def _claim(self, conn: sa.Connection, incident_id: int, *, procedure: str, target: str,
+               cooldown: float, max_attempts: int, window: float, dry_run: bool, replica: str,
+               ignore_cooldown: bool, blast: tuple[int | None, int | None] | None
+               ) -> tuple[str, Any]:
+        now = utcnow()
+        state = conn.execute(sa.select(Incident.state).where(Incident.id == incident_id)).scalar()
+        if state != "open":
+            return "gone", None
+        if not ignore_cooldown:
+            last = conn.execute(
+                sa.select(sa.func.max(sa.func.coalesce(Attempt.started_at, Attempt.created_at)))
+                .where(Attempt.procedure == procedure, Attempt.target == target,
+                       Attempt.state.in_(COOLDOWN_STATES))).scalar()
+            if last is not None:
+                last = UTC_TYPE.process_result_value(last, self.engine.dialect)
+                if (now - last).total_seconds() < cooldown:
+                    return "cooldown", last
+        if not dry_run:
+            used = int(conn.execute(
+                sa.select(sa.func.count()).select_from(Attempt)
+                .where(Attempt.procedure == procedure, Attempt.target == target,
+                       Attempt.state.in_(BUDGET_STATES),
+                       Attempt.created_at >= now - timedelta(seconds=window))).scalar_one())
+            if used >= max_attempts:
+                return "budget", used
+            held = self._blast_radius(conn, procedure, blast, now) if blast else None
+            if held:
+                conn.execute(sa.update(Incident).where(Incident.id == incident_id).values(
+                    state="escalated", reason=held, updated_at=now, escalated_at=now))
+                conn.execute(sa.insert(AuditLog).values(
+                    at=now, actor=f"remediator:{replica}", action="incident.state",
+                    incident_id=incident_id, detail={"state": "escalated", "reason": held}))
+                return "blast", held
+        conn.execute(sa.update(Incident).where(Incident.id == incident_id).values(
+            state="remediating", updated_at=now, reason="remediation queued",
+            remediating_at=sa.func.coalesce(Incident.remediating_at, now)))
+        attempt_id = conn.execute(sa.insert(Attempt).values(
+            incident_id=incident_id, procedure=procedure, target=target, state="queued",
+            reason="", dry_run=dry_run, replica=replica, created_at=now, heartbeat_at=now,
+            steps=[], rollback_steps=[], verification=None, verification_detail="",
+        ).returning(Attempt.id)).scalar_one()
+        conn.execute(sa.insert(AuditLog).values(
+            at=now, actor=f"remediator:{replica}", action="incident.state", incident_id=incident_id,
+            detail={"state": "remediating", "attempt": attempt_id, "dry_run": dry_run}))
+        return "claimed", int(attempt_id)
+
+
+    def _blast_radius(self, conn: sa.Connection, procedure: str,
+                      blast: tuple[int | None, int | None], now: datetime) -> str | None:
+        """Why this procedure may not take one more target now (or None)."""
+        max_targets, max_per_hour = blast
+        if self.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"),
+                         {"t": f"blast-radius:{procedure}"})
+        targets = sa.select(sa.func.count(sa.distinct(Attempt.target))).where(
+            Attempt.procedure == procedure)
+        if max_targets is not None:
+            active = int(conn.execute(targets.where(
+                Attempt.state.in_(("queued", "running")))).scalar_one())
+            if active >= max_targets:
+                return (f"blast radius: {active} targets of {procedure} already remediating "
+                        f"(max_targets {max_targets})")
+        if max_per_hour is not None:
+            started = int(conn.execute(targets.where(
+                Attempt.state.in_(BUDGET_STATES),
+                Attempt.created_at >= now - timedelta(hours=1))).scalar_one())
+            if started >= max_per_hour:
+                return (f"blast radius: {started} targets of {procedure} started within the "
+                        f"last hour (max_per_hour {max_per_hour})")
+        return None
+
+    def claim_blast_notice(self, procedure: str, every: float) -> tuple[bool, int, list[int]]:
+        """Take the right to send the procedure's one blast-radius escalation (at most one per
+        `every` seconds, fleet-wide). Returns (taken, incidents held since the last notice,
+        up to 100 of their ids)."""
+        now = utcnow()
+        name = f"blast_notice:{procedure}"[:64]
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": name})
+            last = conn.execute(sa.select(ControlFlag.updated_at)
+                                .where(ControlFlag.name == name)).scalar()
+            if last is not None:
+                last = UTC_TYPE.process_result_value(last, self.engine.dialect)
+                if (now - last).total_seconds() < every:
+                    return False, 0, []
+            stmt = self._insert(ControlFlag).values(name=name, value="sent", updated_at=now,
+                                                    updated_by="remediator")
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["name"], set_={"updated_at": now}))
+            held = (sa.select(Incident.id).where(
+                Incident.procedure == procedure, Incident.state == "escalated",
+                Incident.reason.like("blast radius:%"),
+                Incident.escalated_at >= (last or now - timedelta(seconds=every))))
+            ids = list(conn.execute(held.order_by(Incident.id)).scalars())
+            return True, len(ids), ids[:100]
 
     # --- kill switch ---------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ _OFFSET = re.compile(r"\boffset\s+(-?)([0-9]+(?:ms|[smhdwy])(?:[0-9]+(?:ms|[smhd
 
 def parse_duration(text: str) -> float:
     """Seconds in a Prometheus duration such as `1h30m` or `500ms`."""
-    if not _DURATION.match(text):
+    if not _DURATION.fullmatch(text):
         raise ValueError(f"not a Prometheus duration: {text!r}")
     return sum(int(n) * _UNITS[u] for n, u in _PART.findall(text))
 

@@ -143,14 +143,19 @@ class Intelligence:
 
     # --- gating symptoms --------------------------------------------------------------------
 
-    async def gate(self, inc: dict[str, Any]) -> str | None:
-        """None to go ahead; else why this incident waits (recorded as its reason)."""
-        reason = await self._gate(inc)
+    async def gate(self, inc: dict[str, Any],
+                   cache: dict[int, tuple[Any, list[dict[str, Any]]]] | None = None) -> str | None:
+        """None to go ahead; else why this incident waits (recorded as its reason).
+
+        `cache` (group id -> (group, members)) is shared by the gates of one admitted batch:
+        a storm's incidents in one group read the group once, not once each."""
+        reason = await self._gate(inc, {} if cache is None else cache)
         if reason and reason != inc.get("reason"):
             await self.db(self.store.set_reason, inc["id"], reason)
         return reason
 
-    async def _gate(self, inc: dict[str, Any]) -> str | None:
+    async def _gate(self, inc: dict[str, Any],
+                    cache: dict[int, tuple[Any, list[dict[str, Any]]]]) -> str | None:
         intel = await self.db(self.repo.intel, inc["id"])
         if intel is None:
             # the sweeper can see an incident before its admission correlated it; admission
@@ -158,10 +163,12 @@ class Intelligence:
             if utcnow() < inc["opened_at"] + timedelta(seconds=RANK_GRACE):
                 return "waiting: not correlated yet"
             return None
-        group = await self.db(self.repo.group, intel["group_id"])
+        if intel["group_id"] not in cache:
+            cache[intel["group_id"]] = (await self.db(self.repo.group, intel["group_id"]),
+                                        await self.db(self.repo.members, intel["group_id"]))
+        group, members = cache[intel["group_id"]]
         if group is None:
             return None
-        members = await self.db(self.repo.members, intel["group_id"])
         root_id = group["root_incident_id"]
         now = utcnow()
         if (len(members) > 1 and len(group["ranking"] or []) != len(members)

@@ -1,4 +1,5 @@
-"""Crash mid-procedure: a remediator process SIGKILLed during a `wait` step.
+"""Crash mid-procedure: a remediator process SIGKILLed during a `wait` step, and at every point
+between a step's end and the incident's transition.
 
 As docs/remediator.md ("Crash reconciliation") documents: the interrupted attempt is marked
 failed ("interrupted"); an idempotent procedure whose alert still fires is re-run, anything
@@ -7,10 +8,14 @@ else is escalated. No incident stays `remediating`, and a non-idempotent step ne
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
+from vigil.remediator.failpoints import POINTS
 
 from tests.harness import wait_for
 from tests.reliability.helpers import (
@@ -116,5 +121,66 @@ def test_surviving_replica_reconciles_a_dead_peers_attempt(
         # replica-b's heartbeat-based takeover: stale_after plus a sweep plus the 3 s re-run
         wait_for(lambda: settled(pg_url), timeout=60, what="replica-b to reconcile replica-a's attempts")
         assert_reconciled(pg_url, recorder)
+    finally:
+        recorder.stop()
+
+
+# --- SIGKILL between a step's end and the incident's transition ------------------------------
+
+TERMINAL = ("resolved", "escalated", "failed")
+
+
+def crash_procedures(recorder: Recorder) -> list[dict[str, Any]]:
+    """Two non-idempotent procedures with a side effect on the recorder: `ok` succeeds,
+    `broken` then fails a step (so it escalates, to the recorder too)."""
+    fail = {"action": "command", "argv": [sys.executable, "-c", "raise SystemExit(3)"]}
+    return [{"name": name, "match": [f'alertname="{name}Alert"'], "idempotent": False,
+             "cooldown": 0, "max_concurrent": 4,
+             "params": {"id": {"label": "id", "pattern": "[0-9]{1,4}"}}, "target": "${id}",
+             "steps": [{"action": "http", "url": f"{recorder.url}/log/{name}-${{id}}", "retries": 0},
+                       *([fail] if name == "broken" else [])]}
+            for name in ("ok", "broken")]
+
+
+def all_terminal(pg_url: str, n: int) -> list[dict[str, Any]] | None:
+    rows = store_rows(pg_url, "SELECT id, fingerprint, procedure, state, reason FROM incidents")
+    return rows if len(rows) == n and all(r["state"] in TERMINAL for r in rows) else None
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sigkill_between_a_step_and_the_incident_transition_leaves_nothing_stuck(
+        point: str, tmp_path: Path, pg_url: str, start_process: Any) -> None:
+    recorder = Recorder().start()
+    try:
+        spec = remediator_config(tmp_path, pg_url, "replica-a", crash_procedures(recorder),
+                                 escalation={"url": f"{recorder.url}/escalate"})
+        armed = remediator_process(spec, tmp_path / "first")
+        armed.env = {"VIGIL_REMEDIATOR_CRASH_AT": point}
+        first = start_process(armed)
+        alerts = [alert("okAlert", f"a{i}", labels={"id": str(i)}) for i in range(1, 4)]
+        alerts.append(alert("brokenAlert", "b9", labels={"id": "9"}))
+        fire(spec, *alerts)
+        wait_for(lambda: not first.alive(), timeout=30, what=f"the remediator to crash at {point}")
+        assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
+
+        start(start_process, spec, tmp_path, "second")  # unarmed, same replica id
+        rows = wait_for(lambda: all_terminal(pg_url, len(alerts)), timeout=60,
+                        what="every incident in a terminal state after the restart")
+        counts = recorder.counts()
+        assert max(counts.values()) == 1, f"a non-idempotent step ran twice: {counts}"
+        for row in rows:
+            key = f"{row['procedure']}-{int(row['fingerprint'][1:])}"
+            attempts = store_rows(pg_url, "SELECT state, reason FROM attempts WHERE incident_id = :i "
+                                          "ORDER BY id", i=row["id"])
+            assert attempts and all(a["state"] not in ("queued", "running") for a in attempts)
+            if row["state"] == "resolved":  # ran, once, to success
+                assert counts[key] == 1 and attempts[-1]["state"] == "succeeded", (row, attempts)
+            else:  # interrupted (not idempotent: never re-run) or its step failed
+                assert row["state"] == "escalated", (row, attempts)
+                assert ("not idempotent" in row["reason"] or row["procedure"] == "broken"), row
+        escalated = {r["id"] for r in rows if r["state"] == "escalated"}
+        assert escalated <= {e["incident"] for e in recorder.escalations}
+        assert not store_rows(pg_url, "SELECT id FROM incidents WHERE state IN "
+                                      "('open', 'remediating', 'awaiting_approval')")
     finally:
         recorder.stop()

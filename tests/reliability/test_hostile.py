@@ -7,10 +7,12 @@ shell, SQL and template metacharacters are stored verbatim and never reach a she
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from tests.reliability.helpers import (
 )
 
 MALFORMED_EXAMPLES = 400
+COMPRESSED_EXAMPLES = 300
 LABEL_EXAMPLES = 150
 JSON_HEADERS = {**WEBHOOK_AUTH, "Content-Type": "application/json"}
 APPEND = "import sys; open(sys.argv[1], 'a').write(repr(sys.argv[2:]) + '\\n')"
@@ -350,3 +353,81 @@ def test_one_poison_notification_does_not_fail_its_batch(remediator: RemediatorS
     assert len(good) == 120
     assert set(good.values()) == {200}, {k: v for k, v in good.items() if v != 200}
     assert all(400 <= v < 500 for k, v in statuses.items() if k.startswith("poison-"))
+
+
+# --- compressed bodies: corrupt, truncated, unsupported, bombs -------------------------------
+
+_VALID = _dumps(notification(alert("Hostile", "ab", labels={"svc": "web"})))
+_COMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress}
+
+
+@st.composite
+def corrupt_compressed(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A body whose Content-Encoding says gzip or deflate and whose bytes do not hold a valid
+    notification: random, truncated, bit-flipped, doubly compressed, or compressed garbage."""
+    encoding = draw(st.sampled_from(sorted(_COMPRESS)))
+    packed = _COMPRESS[encoding](_VALID)
+    kind = draw(st.sampled_from(["random", "truncated", "flipped", "double", "garbage", "empty"]))
+    if kind == "random":
+        return encoding, draw(st.binary(max_size=4096))
+    if kind == "truncated":
+        return encoding, packed[:draw(st.integers(0, len(packed) - 9))]
+    if kind == "flipped":
+        at = draw(st.integers(0, len(packed) - 1))
+        flipped = bytes([packed[at] ^ draw(st.integers(1, 255))])
+        return encoding, packed[:at] + flipped + packed[at + 1:]
+    if kind == "double":
+        return encoding, _COMPRESS[encoding](packed)
+    if kind == "garbage":
+        return encoding, _COMPRESS[encoding](draw(garbage))
+    return encoding, b""
+
+
+@st.composite
+def unsupported_encoding(draw: st.DrawFn) -> tuple[str, bytes]:
+    encoding = draw(st.sampled_from(["br", "zstd", "compress", "x-compress", "gzip, br",
+                                     "deflate, gzip", "gzip;q=1", "\u00e9", "*"])
+                    | st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1,
+                              max_size=20).filter(lambda e: e.lower() not in (
+                                  "gzip", "x-gzip", "deflate", "identity")))
+    return encoding, draw(st.sampled_from([_VALID, gzip.compress(_VALID), b""])
+                          | st.binary(max_size=1024))
+
+
+def test_malformed_compressed_bodies_get_4xx_and_no_traceback(
+        remediator: RemediatorSpec, pg_url: str, tmp_path: Path, session: requests.Session) -> None:
+    """Corrupt gzip/deflate used to raise inside aiohttp's parser (500 and a traceback); an
+    encoding without its decoder (br) too. Now every one is a 4xx, logged as nothing worse."""
+    before = table_counts(pg_url)
+    url = f"{remediator.url}/api/v1/alerts"
+    statuses: list[int] = []
+
+    @settings(max_examples=COMPRESSED_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=corrupt_compressed() | unsupported_encoding())
+    def check(case: tuple[str, bytes]) -> None:
+        encoding, body = case
+        resp = session.post(url, data=body, headers={**JSON_HEADERS, "Content-Encoding": encoding},
+                            timeout=30)
+        statuses.append(resp.status_code)
+        assert resp.status_code in (400, 413, 415), (encoding, resp.status_code, resp.text[:200])
+
+    check()
+    # a gzip bomb (64 MiB of zeros in about 64 KiB) stops at the body limit
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+    resp = session.post(url, data=bomb, headers={**JSON_HEADERS, "Content-Encoding": "gzip"},
+                        timeout=30)
+    assert resp.status_code == 413 and "decompressed body larger" in resp.json()["error"]
+    # and a valid compressed notification is still accepted
+    ok = session.post(url, data=gzip.compress(_VALID),
+                      headers={**JSON_HEADERS, "Content-Encoding": "gzip"}, timeout=30)
+    assert ok.status_code == 200, ok.text
+    print(f"\nhypothesis: {len(statuses)} malformed compressed bodies: "
+          f"{ {s: statuses.count(s) for s in sorted(set(statuses))} }")
+    assert {400, 415} <= set(statuses)
+    assert requests.get(f"{remediator.url}/-/healthy", timeout=5).status_code == 200
+    after = table_counts(pg_url)
+    assert after["notifications"] == before["notifications"] + 1  # the valid one alone
+    log_text = (tmp_path / f"remediator-{remediator.replica}.log").read_text(errors="replace")
+    assert "Traceback" not in log_text and "Error handling request" not in log_text, log_text[-3000:]

@@ -187,3 +187,24 @@ async def test_tls_with_client_certificates(make_config: Any, aiohttp_server: An
         trust.load_cert_chain(str(client_crt), str(client_key))
         async with session.post(url, data=body, headers=headers, ssl=trust) as resp:
             assert resp.status == 200
+
+
+def test_validation_is_anchored_at_the_very_end() -> None:
+    """`$` also matches before a final newline: every validator must refuse one."""
+    from vigil.remediator.payload import PayloadError, parse_time
+
+    assert parse_time("2026-01-01T00:00:00Z", "t").year == 2026
+    for bad in ("2026-01-01T00:00:00Z\n", "2026-01-01T00:00:00+01:00\n"):
+        with pytest.raises(PayloadError, match="invalid RFC 3339"):
+            parse_time(bad, "t")
+    # a parameter pattern written with `$`, as users do: the newline still does not pass
+    config = parse_config({"procedures": [procedure("p", match=['alertname="P"'], params={
+        "host": {"label": "instance", "pattern": r"^[a-z]+$"}})]})
+    ok = match_alert(config, {"labels": {"alertname": "P", "instance": "web"}, "fingerprint": "ab"})
+    assert ok.params["host"] == "web" and not ok.refused
+    bad = match_alert(config, {"labels": {"alertname": "P", "instance": "web\n"}, "fingerprint": "ab"})
+    assert bad.refused.startswith("parameter 'host'")
+    assert Matcher(name="x", op="=~", value="a$").matches({"x": "a\n"}) is False
+    with pytest.raises(ConfigError) as err:
+        parse_config({"procedures": [procedure("p\n")]}, "r.yml")
+    assert err.value.path.startswith("procedures[0].name")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,59 @@ async def test_shutdown_mid_run_is_taken_over_by_another_replica(
     attempts = (await timeline(second, inc["id"]))["attempts"]
     assert [(a["state"], a["replica"]) for a in attempts] == [("failed", "a"), ("succeeded", "b")]
     assert (tmp_path / "runs").read_text().split() == ["z", "z"]
+
+
+async def test_incidents_left_remediating_after_their_attempt_ended_are_repaired(
+        make_config: Any, start_remediator: Any, webhook_receiver: Any) -> None:
+    """What two transactions (the attempt's end, then the incident's move) left after a crash
+    between them: the attempt ended, the incident `remediating` for good. Start-up repairs
+    each by the attempt's end; a live run elsewhere is left alone but counted as stuck."""
+    import sqlalchemy as sa
+    from vigil.remediator.matching import match_alert
+    from vigil.remediator.models import Incident
+    from vigil.remediator.payload import parse_payload
+    from vigil.remediator.store import utcnow
+
+    proc = {"name": "fix", "match": ['alertname="fixAlert"'], "cooldown": 0, "time_bound": "1s",
+            "params": {"svc": {"label": "service", "pattern": "[a-z0-9]+"}}, "target": "${svc}",
+            "steps": [{"action": "wait", "seconds": 0}]}
+    config = make_config([proc], escalation={"url": webhook_receiver.url})
+    store = Store(config.resolved_database_url())
+    store.migrate()
+    parsed = parse_payload(notification(*(alert("fixAlert", f"a{i}", labels={"service": f"s{i}"})
+                                          for i in range(1, 5))))
+    store.ingest([(parsed, [match_alert(config, a.as_dict()) for a in parsed.alerts], False)])
+    ids = {r["fingerprint"]: r["id"] for r in store.list_incidents()}
+    ended = {"a1": ("succeeded", ""), "a2": ("rolled_back", "step restart failed: exited with 1"),
+             "a3": ("failed", "interrupted: the remediator stopped while it was running")}
+    for fp in ("a1", "a2", "a3", "a4"):
+        verdict, attempt_id = store.claim(
+            ids[fp], procedure="fix", target=f"s{fp[1]}", cooldown=0, max_attempts=3, window=3600,
+            dry_run=False, replica="test-replica" if fp in ended else "live-elsewhere",
+            ignore_cooldown=False)
+        assert verdict == "claimed"
+        if fp in ended:
+            state, reason = ended[fp]
+            store.update_attempt(attempt_id, state=state, reason=reason, finished_at=utcnow())
+    with store.engine.begin() as conn:  # a4 runs on a live replica, but for an hour now
+        conn.execute(sa.update(Incident).where(Incident.id == ids["a4"])
+                     .values(updated_at=utcnow() - timedelta(hours=1)))
+    store.dispose()
+
+    client = await start_remediator(config)
+
+    async def repaired() -> Any:
+        rows = {r["fingerprint"]: r["state"] for r in await incidents(client)}
+        want = {"a1": "resolved", "a2": "escalated", "a3": "escalated", "a4": "remediating"}
+        return rows if rows == want else None
+
+    await wait_until(repaired, what="the ended attempts' incidents to move on")
+    rows = {r["fingerprint"]: r for r in await incidents(client)}
+    assert "repaired" in rows["a1"]["reason"] and "step restart failed" in rows["a2"]["reason"]
+    assert "not idempotent" in rows["a3"]["reason"]
+    await wait_until(lambda: len(webhook_receiver.received) == 2, what="two escalations")
+    assert sorted(e["incident"] for e in webhook_receiver.received) == sorted([ids["a2"], ids["a3"]])
+    a3 = await timeline(client, ids["a3"])
+    assert [a["state"] for a in a3["attempts"]] == ["failed"]  # not run again
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_remediation_stuck_incidents{procedure="fix"} 1.0' in metrics

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,93 @@ async def test_resolved_alert_stops_running_and_cancels_queued(make_config: Any,
     assert (await timeline(client, queued["id"]))["attempts"][0]["started_at"] is None
     assert not (tmp_path / "after").exists()
     assert engine_of(client).tasks == {}
+
+
+async def test_unreadable_escalation_credentials_fail_loudly_and_send_nothing(
+        make_config: Any, start_remediator: Any, webhook_receiver: Any, tmp_path: Path,
+        caplog: Any) -> None:
+    """The escalation never goes out without its credentials: unreadable token file ->
+    nothing sent, the incident `failed`, an error logged (naming the file, not the token)
+    and vigil_remediation_escalation_failures_total{reason="credentials"} counted."""
+    token_file = tmp_path / "pager-token"
+    token_file.write_text("pager-secret-value\n")
+    proc = procedure("broken", params=SVC, target="${svc}",
+                     steps=[{"action": "command", "argv": [sys.executable, "-c", "raise SystemExit(3)"]}])
+    client = await start_remediator(make_config(
+        [proc], escalation={"url": webhook_receiver.url, "credentials": "pager"},
+        credentials={"pager": {"bearer_token_file": str(token_file)}}))
+    await post(client, notification(alert("brokenAlert", "c0", labels={"service": "a"})))
+    await wait_until(functools.partial(_state_of, client, "c0", "escalated"), what="c0 escalated")
+    assert [h.get("Authorization") for h in webhook_receiver.headers] == ["Bearer pager-secret-value"]
+
+    breakers: list[Callable[[], object]] = [token_file.unlink, lambda: token_file.write_text("\n")]
+    for i, break_it in enumerate(breakers, 1):
+        break_it()  # gone, then empty: either way the escalation must not go out
+        await post(client, notification(alert("brokenAlert", f"c{i}", labels={"service": f"b{i}"})))
+        await wait_until(functools.partial(_state_of, client, f"c{i}", "failed"), what=f"c{i} failed")
+    assert len(webhook_receiver.received) == 1, "an escalation went out without its credentials"
+    rows = {r["fingerprint"]: r for r in await incidents(client)}
+    assert all("(no escalation delivered)" in rows[f"c{i}"]["reason"] for i in (1, 2))
+    audit = (await timeline(client, rows["c1"]["id"]))["audit"]
+    failed = [a["detail"]["status"] for a in audit if a["action"] == "escalation.failed"]
+    assert len(failed) == 1 and "cannot be read" in failed[0] and str(token_file) in failed[0]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_remediation_escalation_failures_total{reason="credentials"} 2.0' in metrics
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"
+              and "escalation of incident" in r.getMessage()]
+    assert len(errors) == 2 and all("pager" in e and str(token_file) in e for e in errors)
+    assert "is empty" in errors[1]
+    assert "pager-secret-value" not in caplog.text + metrics + str(failed)
+
+
+async def test_blast_radius_escalates_once_instead_of_queuing(
+        pg_url: str, make_config: Any, start_remediator: Any, webhook_receiver: Any) -> None:
+    """At most N targets at once and M per hour, fleet-wide; past either, the incident is
+    escalated (not queued), and one escalation reports how many were held."""
+    wide = procedure("wide", params=SVC, target="${svc}", max_concurrent=4,
+                     blast_radius={"max_targets": 2}, steps=[{"action": "wait", "seconds": 1}])
+    hourly = procedure("hourly", params=SVC, target="${svc}",
+                       blast_radius={"max_per_hour": 3}, steps=[{"action": "wait", "seconds": 0}])
+    client = await start_remediator(make_config([wide, hourly], max_concurrent=8,
+                                                escalation={"url": webhook_receiver.url}),
+                                    pg_url)
+    await post(client, notification(*(alert("wideAlert", f"a{i}", labels={"service": f"w{i}"})
+                                      for i in range(6))))
+    for i in range(5):  # one after the other: the hourly limit, not the one at once, holds
+        await post(client, notification(alert("hourlyAlert", f"b{i}", labels={"service": f"h{i}"})))
+        await wait_until(functools.partial(_settled, client, f"b{i}"), what=f"b{i} settled")
+
+    async def all_settled() -> Any:
+        rows = await incidents(client)
+        return rows if len(rows) == 11 and all(r["state"] in ("resolved", "escalated")
+                                               for r in rows) else None
+
+    rows = await wait_until(all_settled, what="every incident resolved or held")
+    by_proc: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        by_proc.setdefault(r["procedure"], {}).setdefault(r["state"], []).append(r)
+    assert len(by_proc["wide"]["resolved"]) == 2 and len(by_proc["wide"]["escalated"]) == 4
+    assert all("already remediating (max_targets 2)" in r["reason"] for r in by_proc["wide"]["escalated"])
+    assert len(by_proc["hourly"]["resolved"]) == 3 and len(by_proc["hourly"]["escalated"]) == 2
+    assert all("started within the last hour (max_per_hour 3)" in r["reason"]
+               for r in by_proc["hourly"]["escalated"])
+    held = {p: sorted(r["id"] for r in states["escalated"]) for p, states in by_proc.items()}
+    await wait_until(lambda: len(webhook_receiver.received) == 2, what="one notice per procedure")
+    await asyncio.sleep(0.5)
+    notices = {n["procedure"]: n for n in webhook_receiver.received}
+    assert len(webhook_receiver.received) == 2, webhook_receiver.received  # once, not per incident
+    for name in ("wide", "hourly"):
+        assert notices[name]["kind"] == "blast_radius"
+        assert notices[name]["held"] == len(held[name]) and notices[name]["incidents"] == held[name]
+    held_attempts = [a for r in by_proc["wide"]["escalated"]
+                     for a in (await timeline(client, r["id"]))["attempts"]]
+    assert held_attempts == []  # held, never queued
+    metrics = await (await client.get("/metrics")).text()
+    assert 'vigil_remediation_blast_radius_held_total{procedure="wide"} 4.0' in metrics
+    assert 'vigil_remediation_blast_radius_held_total{procedure="hourly"} 2.0' in metrics
+
+
+async def _settled(client: Any, fingerprint: str) -> bool:
+    rows = await incidents(client)
+    return any(r["fingerprint"] == fingerprint and r["state"] in ("resolved", "escalated")
+               for r in rows)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import zlib
 from typing import Any
 
 import pytest
@@ -87,6 +89,8 @@ async def test_concurrent_duplicates_store_one_incident(pg_url: str, make_config
      "application/json", 400, "alerts[0].labels.alertname: expected a string"),
     (json.dumps(notification(alert(annotations={"x": "y" * 3000}))) + " " * 4096,
      "application/json", 413, "body larger than 4096 bytes"),
+    (json.dumps(notification(alert(starts_at="2026-01-01T00:00:00Z\n"))), "application/json", 400,
+     "alerts[0].startsAt: invalid RFC 3339 timestamp"),
 ])
 async def test_bad_payloads_get_precise_4xx(make_config: Any, start_remediator: Any, body: Any,
                                             ctype: str, status: int, message: str) -> None:
@@ -272,3 +276,60 @@ def test_overlapping_batches_on_two_replicas_store_each_alert_once(pg_url: str,
     finally:
         for s in stores:
             s.dispose()
+
+
+@pytest.mark.parametrize("encoding,body,status,message", [
+    ("gzip", gzip.compress(json.dumps(notification(alert())).encode()), 200, ""),
+    ("deflate", zlib.compress(json.dumps(notification(alert())).encode()), 200, ""),
+    ("gzip", b"this is not gzip", 400, "not valid gzip data"),
+    ("deflate", b"\xff" * 64, 400, "not valid deflate data"),
+    ("gzip", gzip.compress(json.dumps(notification(alert())).encode())[:-12], 400, "truncated"),
+    ("gzip", gzip.compress(b" " * 100_000), 413, "decompressed body larger than 4096 bytes"),
+    ("br", b"\x0b\x02\x80{}\x03", 415, "Content-Encoding 'br' is not supported"),
+    ("gzip, br", b"x", 415, "is not supported"),
+])
+async def test_content_encodings_are_decoded_or_refused_with_4xx(
+        make_config: Any, start_remediator: Any, encoding: str, body: bytes, status: int,
+        message: str) -> None:
+    client = await start_remediator(make_config(paused=True, webhook={
+        "bearer_token_file": make_config().webhook.bearer_token_file, "max_body_bytes": 4096}))
+    resp = await client.post("/api/v1/alerts", data=body, headers={
+        "Content-Type": "application/json", "Content-Encoding": encoding,
+        "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+    assert resp.status == status, await resp.text()
+    if status != 200:
+        assert message in (await resp.json())["error"]
+    assert count_rows(store_of(client), "notifications") == (1 if status == 200 else 0)
+
+
+async def test_a_short_storm_drains_each_incident_once_with_one_heartbeat(
+        pg_url: str, make_config: Any, start_remediator: Any) -> None:
+    """300 matched alerts at once: every incident runs exactly once and resolves, and the
+    replica beats for all its queued attempts with one task (not one per attempt)."""
+    from tests.remediator.conftest import engine_of
+
+    proc = procedure("storm", params={"svc": {"label": "service", "pattern": "s[0-9]+"}},
+                     target="${svc}", max_concurrent=4, steps=[{"action": "wait", "seconds": 0.02}])
+    client = await start_remediator(make_config([proc], max_concurrent=4), pg_url)
+    engine = engine_of(client)
+    bodies = [notification(*(alert("stormAlert", f"{n:02x}{i:02x}", labels={"service": f"s{n}{i}"})
+                             for i in range(50)), group_key=f"g{n}") for n in range(6)]
+    for resp in await asyncio.gather(*(post(client, b) for b in bodies)):
+        assert resp.status == 200
+    peak = 0
+    heartbeats = 0
+
+    async def drained() -> bool:
+        nonlocal peak, heartbeats
+        peak = max(peak, len(engine.beating))
+        heartbeats = max(heartbeats, sum(
+            1 for t in asyncio.all_tasks() if "_heartbeat_forever" in repr(t.get_coro())))
+        rows = await incidents(client, limit=1000)
+        return len(rows) == 300 and all(r["state"] == "resolved" for r in rows)
+
+    await wait_until(drained, timeout=120, what="the storm to drain")
+    assert peak > 50 and heartbeats == 1, (peak, heartbeats)
+    with store_of(client).engine.connect() as conn:
+        per = conn.execute(sa.text("SELECT incident_id, count(*), min(state) FROM attempts "
+                                   "GROUP BY incident_id")).all()
+    assert len(per) == 300 and {(n, s) for _, n, s in per} == {(1, "succeeded")}

@@ -269,7 +269,9 @@ VIGIL_CONTRACT = {
 }
 # Beyond the contract: the forecaster's own schedule metrics (docs/forecaster.md), which
 # VigilForecastsStale compares; the live test checks the forecaster really exports them.
-VIGIL_EXTRA = {"vigil_forecast_age_seconds", "vigil_forecast_retrain_interval_seconds"}
+# And the remediator's count of stuck incidents (docs/remediator.md), for VigilRemediationStuck.
+VIGIL_EXTRA = {"vigil_forecast_age_seconds", "vigil_forecast_retrain_interval_seconds",
+               "vigil_remediation_stuck_incidents"}
 VIGIL_HISTOGRAMS = {"vigil_remediation_duration_seconds", "vigil_incident_resolution_seconds"}
 # Series every Prometheus target has.
 SCRAPE_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
