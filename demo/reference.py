@@ -42,7 +42,7 @@ from vigil.procs import (
 )
 from vigil.timescale import scale_alertmanager_config, scale_rule_file
 
-__all__ = ["PROGRAMS", "REFERENCE_DIR", "ReferenceStack", "admin_database_url"]
+__all__ = ["PROGRAMS", "REFERENCE_DIR", "ReferenceStack", "admin_database_url", "run_demo"]
 
 REFERENCE_DIR = DEPLOY_DIR / "reference"
 PROGRAMS = ("kinto", "datasette")
@@ -103,6 +103,11 @@ class ReferenceStack:
     target: None = None  # no demo target here
     _stop_traffic: threading.Event = field(default_factory=threading.Event)
     _db_created: bool = False
+
+    def __post_init__(self) -> None:
+        # libpq and the exporter take plain postgresql:// URLs (SQLAlchemy's +driver suffix off)
+        scheme, sep, rest = self.admin_url.partition("://")
+        self.admin_url = scheme.split("+")[0] + sep + rest
 
     # --- where things are
     @property
@@ -420,3 +425,58 @@ class ReferenceStack:
             with contextlib.suppress(psycopg2.Error):
                 self._drop_database()
             self._db_created = False
+
+
+def run_demo(args: Any) -> int:
+    """`vigil demo --stack reference`: start the reference stack, print where everything is,
+    run until Ctrl-C or --duration."""
+    import tempfile
+
+    from vigil.demo.stack import stop_on_sigterm
+
+    from vigil.procs import BinaryNotFound
+
+    if args.time_scale <= 0:
+        print(f"vigil demo: error: --time-scale must be positive, got {args.time_scale:g}",
+              file=sys.stderr)
+        return 2
+    stop_on_sigterm()
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vigil-reference-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = ReferenceStack(workdir, time_scale=args.time_scale)
+    print(f"vigil demo: reference stack, working directory {workdir}")
+    try:
+        stack.start(log=lambda m: print(f"  {m}", flush=True))
+        print("\nVigil reference stack is up:")
+        for name in ("kinto", "datasette", "postgres", "node", "blackbox", "vigil-remediator",
+                     "prometheus", "alertmanager"):
+            label = f"{name}-exporter" if name in EXPORTERS else name
+            print(f"  {label:<22} {stack.url(name)}")
+        print(f"  {'supervisorctl':<22} supervisorctl -c {stack.supervisor_conf} status")
+        print(f"  {'kinto database':<22} {stack.name} (role {stack.name}, "
+              f"CONNECTION LIMIT {KINTO_CONNECTION_LIMIT})")
+        print(f"  {'spool':<22} {stack.spool_dir}"
+              + (f" (tmpfs, {SPOOL_SIZE_MIB} MiB)" if stack.spool_mounted else " (a directory)"))
+        print("\nTry a fault:  kill -STOP $(supervisorctl -c "
+              f"{stack.supervisor_conf} pid kinto)", flush=True)
+        print("Press Ctrl-C to stop.\n", flush=True)
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(1)
+            for proc in stack.processes:
+                if not proc.alive():
+                    print(f"vigil demo: error: {proc.name} exited; its log:\n{proc.log_tail(20)}",
+                          file=sys.stderr)
+                    return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+    except (TimeoutError, RuntimeError, BinaryNotFound, psycopg2.Error) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        print(f"vigil demo: error: {first}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+        if not args.keep and not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("vigil demo: stopped cleanly")
+    return 0

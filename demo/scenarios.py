@@ -359,15 +359,21 @@ def undo(stack: Stack, ctx: Context | None = None) -> None:
     target.admin("POST", "/admin/disk/cleanup")
 
 
+# The runner reads the ALERTS series from this long before the injection (an alert that the
+# fault raises at once is then not missed), so settle() waits at least this long in quiet:
+# an earlier alert inside the window would count as carried over.
+LOOKBACK = 5.0
+
+
 def settle(stack: LoopStack, timeout: float = 60.0) -> None:
-    """Wait until no alert is pending or firing for 3 s (or `timeout` passes: what still
-    fires then is reported by the next scenario as carried over)."""
+    """Wait until no alert is pending or firing for LOOKBACK + 1 s (or `timeout` passes: what
+    still fires then is reported by the next scenario as carried over)."""
     deadline = time.monotonic() + timeout
     quiet_since: float | None = None
     while time.monotonic() < deadline:
         if not stack.query("ALERTS"):
             quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since >= 3:
+            if time.monotonic() - quiet_since >= LOOKBACK + 1:
                 return
         else:
             quiet_since = None
@@ -412,7 +418,7 @@ def run_scenario(stack: LoopStack, scenario: Scenario, human: Any, *, duration: 
             scenario.recover(ctx)
             recovered = True
             log(f"[{scenario.name}] +{now - ctx.t0:.0f}s the dependency recovers")
-        alerts = firing_alerts(stack, ctx.t0 - 5, now)
+        alerts = firing_alerts(stack, ctx.t0 - LOOKBACK, now)
         for name, span in sorted(alerts.items(), key=lambda kv: kv[1]["first"]):
             if name not in seen:
                 seen.add(name)
@@ -425,7 +431,7 @@ def run_scenario(stack: LoopStack, scenario: Scenario, human: Any, *, duration: 
     end = time.time()
     time.sleep(2)  # let the last evaluation land
     labels: dict[str, dict[str, str]] = {}
-    alerts = firing_alerts(stack, ctx.t0 - 5, end, labels)
+    alerts = firing_alerts(stack, ctx.t0 - LOOKBACK, end, labels)
     carried = sorted(n for n, span in alerts.items() if span["first"] < ctx.t0)
     alerts = {n: span for n, span in alerts.items() if n not in carried}
     top_cause = ranked_root_cause(stack, alerts, labels) if scenario.kind != "control" else None

@@ -291,7 +291,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", metavar="NAME", default=None,
                         help="run one fault scenario live, print its timeline, then stop "
                              "(names: see docs/scenarios.md)")
+    parser.add_argument("--stack", choices=("demo", "reference"), default="demo",
+                        help="demo: the demo target; reference: Kinto and Datasette under "
+                             "supervisord with the Prometheus exporters (docs/reference-stack.md)")
     args = parser.parse_args(argv)
+    if args.stack == "reference":
+        if args.scenario is not None:
+            parser.error("--scenario runs on the demo stack; for the reference stack use "
+                         "`vigil scenarios --stack reference NAME`")
+        from vigil.demo.reference import run_demo
+
+        return run_demo(args)
     if args.scenario is not None:
         from vigil.demo.scenarios import SCENARIOS
 
