@@ -432,7 +432,7 @@ def run_demo(args: Any) -> int:
     run until Ctrl-C or --duration."""
     import tempfile
 
-    from vigil.demo.stack import stop_on_sigterm
+    from vigil.demo.stack import stop_on_sigterm, watch
 
     from vigil.procs import BinaryNotFound
 
@@ -460,14 +460,8 @@ def run_demo(args: Any) -> int:
         print("\nTry a fault:  kill -STOP $(supervisorctl -c "
               f"{stack.supervisor_conf} pid kinto)", flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
-        deadline = time.monotonic() + args.duration if args.duration else None
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(1)
-            for proc in stack.processes:
-                if not proc.alive():
-                    print(f"vigil demo: error: {proc.name} exited; its log:\n{proc.log_tail(20)}",
-                          file=sys.stderr)
-                    return 1
+        if watch(stack.processes, args.duration) != 0:
+            return 1
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
     except (TimeoutError, RuntimeError, BinaryNotFound, psycopg2.Error) as exc:

@@ -276,6 +276,20 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def watch(processes: Sequence[ManagedProcess], duration: float | None) -> int:
+    """Wait for `duration` seconds (forever when None); 1 as soon as one process exits, with
+    its log tail printed."""
+    deadline = time.monotonic() + duration if duration else None
+    while deadline is None or time.monotonic() < deadline:
+        time.sleep(1)
+        for proc in processes:
+            if not proc.alive():
+                print(f"vigil demo: error: {proc.name} exited; its log:\n{proc.log_tail(20)}",
+                      file=sys.stderr)
+                return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole loop until Ctrl-C."""
     parser = ArgumentParser(prog="vigil demo", description=__doc__)
@@ -359,14 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         up = sorted(stack.query("up"), key=lambda r: r["metric"]["job"])
         print("Prometheus `up`: " + ", ".join(f"{r['metric']['job']}={r['value'][1]}" for r in up),
               flush=True)
-        deadline = time.monotonic() + args.duration if args.duration else None
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(1)
-            for proc in stack.processes:
-                if not proc.alive():
-                    print(f"vigil demo: error: {proc.name} exited; its log:\n{proc.log_tail(20)}",
-                          file=sys.stderr)
-                    return 1
+        if watch(stack.processes, args.duration) != 0:
+            return 1
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
     except (TimeoutError, RuntimeError) as exc:
