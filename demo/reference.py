@@ -172,7 +172,14 @@ class ReferenceStack:
         (self.workdir / "state").mkdir(exist_ok=True)
         self._mount_spool(log)
         log(f"creating PostgreSQL database and role {self.name}")
-        self._create_database()
+        try:
+            self._create_database()
+        except psycopg2.Error as exc:
+            where = urlsplit(self.admin_url)
+            detail = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            raise RuntimeError(f"cannot create the reference database on {where.hostname}:"
+                               f"{where.port or 5432} (set VIGIL_REFERENCE_DATABASE_URL to a role "
+                               f"with CREATEDB and CREATEROLE): {detail}") from None
         values = self._values()
         self._write_secret("kinto-database-url", self.kinto_database_url)
         self._write_secret("remediator-token", secrets.token_urlsafe(24))
