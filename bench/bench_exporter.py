@@ -1,5 +1,6 @@
-"""Benchmark: one full exporter scrape (10 origins x 7 methods of CORS preflights plus 20
-endpoints) against the demo target, compared with one GET /metrics of the demo target.
+"""Benchmark: one full exporter scrape (10 origins x 7 methods of CORS preflights, the
+look-alike origins derived from them, plus 20 endpoints) against the demo target, compared
+with one GET /metrics of the demo target.
 
     .venv/bin/python bench/bench_exporter.py [--quick] [--scrapes N]
 

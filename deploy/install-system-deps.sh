@@ -16,6 +16,8 @@ have chromedriver || need+=(chromium-driver)
 have supervisord || need+=(supervisor)
 # the exporter's TLS tests mint short-lived certificates with the openssl CLI
 have openssl || need+=(openssl)
+# the preset tests start their own PostgreSQL cluster with initdb/pg_ctl
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 if [ ${#need[@]} -eq 0 ]; then
   echo "vigil: system packages already installed"
   exit 0

@@ -22,6 +22,7 @@ __all__ = [
     "EnvConfig",
     "EnvVariable",
     "ExporterConfig",
+    "GateConfig",
     "JourneyConfig",
     "JourneyStep",
     "SecurityConfig",
@@ -40,9 +41,29 @@ def _origin(value: str) -> str:
     if value == "null":
         return value
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "?" in value
+        or "#" in value
+        or "@" in parts.netloc
+    ):
         raise ValueError(
-            "an origin is scheme://host[:port] with no path, e.g. https://app.example.com"
+            "an origin is scheme://host[:port] with no path, query or user, "
+            "e.g. https://app.example.com"
+        )
+    if any(c in parts.netloc for c in "*?") or "[" in parts.netloc.lstrip("["):
+        raise ValueError(
+            "an origin is one exact scheme://host[:port]; glob patterns such as * are not "
+            "expanded (the check derives look-alike origins itself)"
+        )
+    if parts.netloc != parts.netloc.lower():
+        raise ValueError(
+            "write the host in lower case: browsers send origins in lower case, so this one "
+            "would never match"
         )
     return value.rstrip("/")
 
@@ -75,6 +96,10 @@ def _method(value: str) -> str:
     upper = value.upper()
     if upper not in HTTP_METHODS:
         raise ValueError(f"unknown method; expected one of {', '.join(HTTP_METHODS)}")
+    if value != upper:
+        # Browsers send PATCH as written and servers compare methods case-sensitively, so a
+        # lower-case name here would probe (and pass) a request the front-end never makes.
+        raise ValueError(f"write methods in upper case ({upper}), as browsers send them")
     return upper
 
 
@@ -108,6 +133,7 @@ class CorsConfig(_CheckBase):
     methods: list[Method] = list(HTTP_METHODS)
     required_methods: list[Method] | None = None  # default: all of `methods`
     request_headers: list[HeaderName] = []
+    required_headers: list[HeaderName] | None = None  # default: all of `request_headers`
     credentials: bool = True  # the front-end sends cookies/Authorization (credentials: 'include')
     disallowed_origins: list[Origin] = []  # extra origins that must NOT be accepted
     simple_requests: list[Method] = ["GET"]  # actual requests sent after the preflights
@@ -123,6 +149,25 @@ class CorsConfig(_CheckBase):
                     "only the CORS-safelisted methods GET, HEAD, POST are simple requests"
                 )
         return values
+
+    @model_validator(mode="after")
+    def _required_probed(self) -> CorsConfig:
+        # Only `methods` and `request_headers` are probed: a required entry outside them would
+        # silently never be checked.
+        missing = [m for m in self.required_methods or [] if m not in self.methods]
+        if missing:
+            raise ValueError(
+                f"required_methods lists {', '.join(missing)}, which `methods` does not; only "
+                "`methods` are probed, so add them there"
+            )
+        probed = {h.lower() for h in self.request_headers}
+        absent = [h for h in self.required_headers or [] if h.lower() not in probed]
+        if absent:
+            raise ValueError(
+                f"required_headers lists {', '.join(absent)}, which `request_headers` does not; "
+                "only `request_headers` are probed, so add them there"
+            )
+        return self
 
 
 EnvType = Literal["str", "int", "bool", "url", "port", "enum", "duration"]
@@ -176,7 +221,11 @@ class SecurityConfig(_CheckBase):
     """Security headers, cookie flags, version disclosure and the TLS certificate."""
 
     paths: list[UrlPath] = ["/"]
-    hsts_min_age_seconds: int = Field(15552000, ge=0)  # 180 days
+    # Six months as the HTTP Observatory counts them (15768000 s = 182.5 days).
+    hsts_min_age_seconds: int = Field(15768000, ge=0)
+    # The plain-HTTP address that must redirect to https (default for an https base_url on
+    # port 443: the same host on http://; otherwise not probed unless set).
+    http_url: Annotated[str, AfterValidator(_http_url)] | None = None
     tls_warning_days: float = Field(21, ge=0)
     tls_critical_days: float = Field(7, ge=0)
     cookies_readable_by_js: list[str] = []  # cookie names allowed without HttpOnly
@@ -304,9 +353,23 @@ class TargetConfig(StrictModel):
         return model.model_validate(value)
 
 
+FailOn = Literal["critical", "warning", "info", "never"]
+
+
+class GateConfig(StrictModel):
+    """`vigil validate`'s policy: the lowest severity that fails the gate, per check."""
+
+    fail_on: FailOn = "warning"
+    checks: dict[Annotated[str, Field(pattern=_NAME)], FailOn] = {}  # check name -> threshold
+
+    def threshold(self, check: str) -> str:
+        return self.checks.get(check, self.fail_on)
+
+
 class ExporterConfig(StrictModel):
     """Top level: `targets:` (a list), plus defaults for the scrape."""
 
+    gate: GateConfig = GateConfig()
     scrape_timeout: float = Field(10.0, gt=0, description="budget when Prometheus sends none")
     max_finding_series: int = Field(200, ge=0, description="cap on vigil_finding_info series")
     targets: list[TargetConfig] = Field(min_length=1)

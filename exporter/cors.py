@@ -9,6 +9,7 @@ list counts only for requests without credentials (and never covers Authorizatio
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from vigil.exporter.config import CorsConfig, TargetConfig
 from vigil.exporter.probe import HttpCheck, Probe, ProbeError, ProbeResponse
 
 __all__ = [
+    "PROBE_KINDS",
     "SAFELISTED_METHODS",
     "CorsCheck",
     "PreflightVerdict",
@@ -152,16 +154,117 @@ def _reflects(resp: ProbeResponse, origin: str) -> bool:
     return resp.headers.get("Access-Control-Allow-Origin", "").strip() == origin
 
 
-def probe_origins_for(origin: str, tag: str) -> list[str]:
-    """Near-miss origins a sloppy allow-list (prefix/suffix/regex match, scheme) lets through."""
+# Characters that browsers (Safari, older Chrome and Firefox) let through in an Origin's host
+# and that sloppy string matching stops at: the special-character bypasses Corsy reports.
+SPECIAL_CHARS = ("_", "-", "`", "%60", "!", "$", "&", "~")
+# Origins anyone can publish a page on: code sandboxes and static hosting.
+THIRD_PARTY_ORIGINS = (
+    "https://codepen.io",
+    "https://cdpn.io",
+    "https://jsfiddle.net",
+    "https://fiddle.jshell.net",
+    "https://codesandbox.io",
+    "https://vigilprobe.csb.app",
+    "https://stackblitz.com",
+    "https://vigilprobe.github.io",
+    "https://vigilprobe.gitlab.io",
+    "https://vigilprobe.netlify.app",
+    "https://vigilprobe.vercel.app",
+    "https://vigilprobe.pages.dev",
+    "https://vigilprobe.herokuapp.com",
+    "https://replit.com",
+)
+EVIL = "evil"  # the attacker label of the pre- and post-domain probes
+ATTACKER_DOMAIN = "evil.example"  # RFC 2606 reserved: never a real site
+SUBDOMAIN_LABEL = "vigilprobe"  # letters only: `\w+` and `[a-z]+` patterns match it
+
+# kind -> (rule, what an accepting allow-list does wrong)
+PROBE_KINDS: dict[str, tuple[str, str]] = {
+    "pre_domain": ("origin_pre_domain", ("accepts any host that ends with the allowed host "
+                   "(a suffix match)")),
+    "post_domain": ("origin_post_domain", ("accepts any host that starts with the allowed host "
+                    "(a prefix match or a regex without $)")),
+    "unescaped_dot": ("origin_unescaped_dot", ("accepts a host whose dot is another character "
+                      "(an unescaped . in a regex)")),
+    "subdomain": ("origin_any_subdomain", "trusts every subdomain of the allowed domain"),
+    "special_chars": ("origin_special_chars", ("stops matching at a special character "
+                      "browsers allow in hosts")),
+    "substring": ("origin_substring", "accepts part of an allowed origin (a substring match)"),
+    "http_downgrade": ("origin_http_downgrade", ("trusts the http:// version of an https "
+                       "origin, which anyone on the network can impersonate")),
+    "third_party": ("origin_third_party", "trusts a site where anyone can publish a page"),
+    "listed": ("origin_outside_allowlist", "accepts an origin from disallowed_origins"),
+}
+
+
+def _parent(host: str) -> str | None:
+    """The domain whose subdomains a pattern for `host` would trust (None for IP addresses)."""
+    labels = host.split(".")
+    if len(labels) < 2 or host.replace(".", "").isdigit() or ":" in host:
+        return None
+    return ".".join(labels[1:]) if len(labels) >= 3 else host
+
+
+def _netloc(host: str, port: int | None) -> str:
+    return f"{host}:{port}" if port else host
+
+
+def probe_origins_for(origin: str) -> dict[str, str]:
+    """Look-alike origins of one allowed origin, each mapped to its kind (see PROBE_KINDS).
+
+    Deterministic, so a finding names the same probe origin on every scrape."""
+    if origin == "null":
+        return {}
     parts = urlsplit(origin)
-    host = parts.netloc
-    out = [urlunsplit((parts.scheme, f"{host}.{tag}.invalid", "", "", ""))]
-    if parts.scheme == "https":
-        out.append(urlunsplit(("http", host, "", "", "")))
-    else:
-        out.append(urlunsplit((parts.scheme, f"{tag}{host}", "", "", "")))
+    host, port, scheme = parts.hostname or "", parts.port, parts.scheme
+    out: dict[str, str] = {}
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # an IP address has no look-alike names; only its http twin
+        if scheme == "https":
+            out[urlunsplit(("http", parts.netloc, "", "", ""))] = "http_downgrade"
+        return out
+
+    def add(kind: str, scheme_: str, host_: str) -> None:
+        out.setdefault(urlunsplit((scheme_, _netloc(host_, port), "", "", "")), kind)
+
+    parent = _parent(host)
+    for sch in ("https", "http"):
+        add("pre_domain", sch, f"{EVIL}{host}")
+        if parent and parent != host:
+            add("pre_domain", sch, f"{EVIL}{parent}")
+        add("post_domain", sch, f"{host}.{ATTACKER_DOMAIN}")
+    for i, char in enumerate(host):
+        if char == ".":
+            add("unescaped_dot", scheme, host[:i] + "x" + host[i + 1:])
+    if parent:
+        add("subdomain", scheme, f"{SUBDOMAIN_LABEL}.{parent}")
+    for char in SPECIAL_CHARS:
+        add("special_chars", scheme, f"{host}{char}.{ATTACKER_DOMAIN}")
+    if len(host) > 1:
+        add("substring", scheme, host[:-1])
+    if scheme == "https":
+        add("http_downgrade", "http", host)
     return out
+
+
+_EXACT = (
+    "compare Origin against an exact list of full origins (scheme://host:port); if you must "
+    "use a regex, escape the dots and anchor both ends (^https://app\\.example\\.com$)"
+)
+_OUTSIDER_FIX = {
+    "pre_domain": _EXACT,
+    "post_domain": _EXACT,
+    "unescaped_dot": "escape every dot in the origin regex (\\.) and anchor it with ^ and $",
+    "subdomain": "list the subdomains that need access instead of a pattern for all of them",
+    "special_chars": _EXACT,
+    "substring": "compare whole origins for equality, not with `in` or a substring search",
+    "http_downgrade": "allow only the https:// origin",
+    "third_party": "remove the sandbox or hosting domain from the allow-list",
+    "listed": _EXACT,
+}
 
 
 class CorsCheck(HttpCheck):
@@ -178,7 +281,7 @@ class CorsCheck(HttpCheck):
         cfg = self.cfg
         result = CheckResult(self.target, self.name, success=True)
         required = set(cfg.required_methods if cfg.required_methods is not None else cfg.methods)
-        tag = "vigil-probe-" + secrets.token_hex(4)
+        tag = "vigil-probe-" + secrets.token_hex(4)  # a fresh origin nobody allow-lists
         foreign = f"https://{tag}.invalid"
         deadline = time.monotonic() + timeout
         async with self.probe(deadline=deadline, concurrency=cfg.concurrency,
@@ -193,13 +296,22 @@ class CorsCheck(HttpCheck):
             first_method = next((m for m in cfg.methods if m not in SAFELISTED_METHODS), "PUT")
             outsiders = {foreign: "reflected", "null": "null"}
             for origin in cfg.origins:
-                for near in probe_origins_for(origin, tag):
+                for near, kind in probe_origins_for(origin).items():
                     if near not in cfg.origins:
-                        outsiders.setdefault(near, "near")
+                        outsiders.setdefault(near, kind)
+            for near in THIRD_PARTY_ORIGINS:
+                if near not in cfg.origins:
+                    outsiders.setdefault(near, "third_party")
             for origin in cfg.disallowed_origins:
                 outsiders[origin] = "listed"
-            outside = {o: self._preflight(probe, o, first_method) for o in outsiders}
-            outside_get = {o: self._simple(probe, o, "GET") for o in (foreign, "null")}
+            # The look-alikes are asked with a plain GET, as CORS scanners ask: a trusted
+            # origin is echoed on the response a page would read. The random origin, null and
+            # disallowed_origins are asked with a preflight too, since some layers answer
+            # only one of the two with CORS headers.
+            asked_twice = [o for o, kind in outsiders.items()
+                           if kind in ("reflected", "null", "listed")]
+            outside = {o: self._preflight(probe, o, first_method) for o in asked_twice}
+            outside_get = {o: self._simple(probe, o, "GET") for o in outsiders}
             tasks = [*matrix.values(), *simple.values(), *outside.values(), *outside_get.values()]
             done = await asyncio.gather(*tasks, return_exceptions=True)
         answers = dict(
@@ -246,6 +358,12 @@ class CorsCheck(HttpCheck):
     def _judge_matrix(self, result: CheckResult, answers: dict, required: set[str]) -> None:
         cfg = self.cfg
         creds = cfg.credentials
+        required_headers = {
+            h.lower()
+            for h in (
+                cfg.required_headers if cfg.required_headers is not None else cfg.request_headers
+            )
+        }
         fix_methods = (
             "add the method to Access-Control-Allow-Methods (upper case, exactly as "
             "the browser sends it)"
@@ -300,6 +418,8 @@ class CorsCheck(HttpCheck):
                     )
                 elif verdict.refused_headers:
                     for header in verdict.refused_headers:
+                        if header.lower() not in required_headers:
+                            continue
                         result.findings.append(
                             Finding(
                                 "header_refused",
@@ -429,26 +549,39 @@ class CorsCheck(HttpCheck):
                     "remove `null` from the allow-list",
                 )
             )
+        # When any subdomain is trusted, a pre-domain probe inside that domain
+        # (evilapp.example.com) says nothing more: report the subdomain finding alone.
+        trusted_parents = [
+            _parent(urlsplit(o).hostname or "") or ""
+            for o, kind in outsiders.items()
+            if kind == "subdomain" and accepted(o)[0]
+        ]
         for origin, kind in outsiders.items():
             if kind in ("reflected", "null"):
                 continue
             ok, with_creds = accepted(origin)
-            if ok and not reflected:
-                result.findings.append(
-                    Finding(
-                        "origin_outside_allowlist",
-                        sev(with_creds),
-                        origin,
-                        "an origin outside the allow-list is accepted"
-                        + (
-                            " (a near miss of an allowed origin: prefix, suffix or scheme match)"
-                            if kind == "near"
-                            else ""
-                        ),
-                        "match origins exactly (full scheme://host:port), not by prefix, suffix or "
-                        "an unanchored regex",
-                    )
+            if not ok or reflected:
+                continue  # an echo of every origin is reported once, as origin_reflected
+            host = urlsplit(origin).hostname or ""
+            if kind == "pre_domain" and any(p and host.endswith("." + p) for p in trusted_parents):
+                continue
+            rule, wrong = PROBE_KINDS[kind]
+            severity = sev(with_creds)
+            if kind == "subdomain":
+                # Trusting your own subdomains is often intended; it only matters as much as
+                # the weakest subdomain (a takeover or an XSS there reads this API).
+                severity = Severity.WARNING if with_creds else Severity.INFO
+            result.findings.append(
+                Finding(
+                    rule,
+                    severity,
+                    origin,
+                    f"the probe origin {origin} is accepted"
+                    + (" with credentials" if with_creds else "")
+                    + f": the allow-list {wrong}",
+                    _OUTSIDER_FIX[kind],
                 )
+            )
         wildcard = [
             r
             for k, r in answers.items()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import os
 import re
 import secrets
@@ -29,6 +30,7 @@ __all__ = [
     "lookup",
     "parse_dotenv",
     "read_env",
+    "read_env_lines",
     "write_baseline",
 ]
 
@@ -36,36 +38,46 @@ BASELINE_ITERATIONS = 60_000
 _BOOL = {"true", "false", "1", "0", "yes", "no", "on", "off"}
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ms|s|m|h|d|w|y))+$")
 _INT = re.compile(r"^[+-]?\d+$")
-_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 
 
-def parse_dotenv(text: str, source: str = "dotenv file") -> dict[str, str]:
-    """Parse KEY=VALUE lines (optional `export`, quotes, # comments); errors name lines only."""
+def parse_dotenv(text: str) -> tuple[dict[str, str], list[int]]:
+    """Parse a dotenv file with python-dotenv, the loader most apps use, so a file the app
+    accepts is read the same way: (values, line numbers python-dotenv could not parse).
+
+    `${VAR}` references are not expanded: the exporter's environment is not the app's, so an
+    unexpanded reference stays visible (and is reported as a placeholder)."""
+    from dotenv.parser import parse_stream
+
     out: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        match = _DOTENV_LINE.match(line)
-        if match is None:
-            raise CheckError(f"{source}: line {number} is not KEY=VALUE")
-        key, raw = match.group(1), match.group(2).strip()
-        if raw[:1] in ("'", '"'):
-            quote = raw[0]
-            end = raw.find(quote, 1)
-            if end < 0:
-                raise CheckError(f"{source}: line {number}: unterminated quote")
-            value = raw[1:end]
-            if quote == '"':
-                value = value.replace("\\n", "\n").replace('\\"', '"')
-        else:
-            value = re.split(r"\s+#", raw, maxsplit=1)[0].strip()
-        out[key] = value
-    return out
+    bad: list[int] = []
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            bad.append(binding.original.line)
+        elif binding.key is not None and binding.value is not None:
+            out[binding.key] = binding.value  # a bare KEY (no =) is not set by load_dotenv
+    return out, bad
 
 
 def read_env(cfg: EnvConfig) -> dict[str, str]:
     """The variables to judge, from the process environment, a dotenv file or a YAML mapping."""
+    return read_env_lines(cfg)[0]
+
+
+def read_env_lines(cfg: EnvConfig) -> tuple[dict[str, str], list[int]]:
+    """read_env, plus the dotenv lines python-dotenv skipped (empty for other sources)."""
+    if cfg.source != "dotenv":
+        return _read_env(cfg), []
+    assert cfg.file is not None
+    path = Path(cfg.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc.__class__.__name__
+        raise CheckError(f"cannot read {path}: {reason}") from None
+    return parse_dotenv(text)
+
+
+def _read_env(cfg: EnvConfig) -> dict[str, str]:
     if cfg.source == "process":
         return dict(os.environ)
     assert cfg.file is not None
@@ -76,8 +88,6 @@ def read_env(cfg: EnvConfig) -> dict[str, str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CheckError(f"cannot read {path}: {exc.strerror or exc.__class__.__name__}") from None
-    if cfg.source == "dotenv":
-        return parse_dotenv(text, str(path))
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -203,7 +213,19 @@ class EnvCheck:
 
     def run(self) -> CheckResult:
         result = CheckResult(self.target, self.name, success=True)
-        env = read_env(self.cfg)
+        env, bad = read_env_lines(self.cfg)
+        if bad and self.cfg.file:
+            result.findings.append(
+                Finding(
+                    "dotenv_unparsable",
+                    Severity.WARNING,
+                    Path(self.cfg.file).name,
+                    "python-dotenv skips line(s) "
+                    + ", ".join(str(n) for n in bad)
+                    + ", so the app does not see what they set",
+                    "write each line as KEY=VALUE, quoting values with spaces or #",
+                )
+            )
         for var in self.cfg.variables:
             problems = self._judge(var, lookup(env, var))
             result.findings.extend(problems)

@@ -37,6 +37,10 @@ SAMPLE_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Seconds until the TLS certificate's notAfter (negative once expired).",
         ("target", "host"),
     ),
+    "vigil_security_observatory_score": (
+        "The first security path's score on the Mozilla HTTP Observatory's scale (grade label).",
+        ("target", "path", "grade"),
+    ),
     "vigil_journey_success": (
         "1 when every step of the synthetic journey passed, else 0.",
         ("target", "journey"),

@@ -1,6 +1,6 @@
-"""HTTP probing shared by the checks: one aiohttp session per check run, bounded in
-concurrency (a semaphore and the connector limit) and in time (a deadline every request
-respects)."""
+"""HTTP probing shared by the checks: one aiohttp session per check, kept across its runs so
+scrapes reuse warm connections (recreated when closed), bounded in concurrency (a semaphore
+and the connector limit) and in time (a deadline every request respects)."""
 
 from __future__ import annotations
 

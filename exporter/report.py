@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 from rich.console import Console
 from rich.table import Table
@@ -19,11 +19,19 @@ from vigil.exporter.score import config_score
 
 from vigil import __version__
 
-__all__ = ["FORMATS", "at_or_above", "render", "render_table", "to_json", "to_junit", "to_sarif"]
+__all__ = ["FORMATS", "Threshold", "at_or_above", "render", "render_table", "threshold_of", "to_json", "to_junit", "to_sarif"]
 
 FORMATS = ("table", "json", "junit", "sarif")
 _STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _SARIF_LEVEL = {Severity.CRITICAL: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+
+
+# The gate's threshold: one severity for every check, or per check name (None: never fails).
+Threshold: TypeAlias = Severity | None | Callable[[str], Severity | None]
+
+
+def threshold_of(fail_on: Threshold, check: str) -> Severity | None:
+    return fail_on(check) if callable(fail_on) else fail_on
 
 
 def at_or_above(finding: Finding, threshold: Severity | None) -> bool:
@@ -127,7 +135,7 @@ def to_json(results: Sequence[CheckResult]) -> str:
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
 
 
-def to_junit(results: Sequence[CheckResult], fail_on: Severity | None) -> str:
+def to_junit(results: Sequence[CheckResult], fail_on: Threshold) -> str:
     """JUnit XML: a testsuite per target, a testcase per check; findings at or above
     fail_on make the case fail, a check that could not run is an error."""
     suites = ET.Element("testsuites", name="vigil validate")
@@ -146,7 +154,8 @@ def to_junit(results: Sequence[CheckResult], fail_on: Severity | None) -> str:
                 errors += 1
                 ET.SubElement(case, "error", message=r.error, type="check_failed").text = r.error
                 continue
-            failing = [f for f in _sorted(r.findings) if at_or_above(f, fail_on)]
+            limit = threshold_of(fail_on, r.check)
+            failing = [f for f in _sorted(r.findings) if at_or_above(f, limit)]
             lines = [
                 f"[{Severity(f.severity).value}] {f.rule} {f.subject}: {f.message}"
                 + (f" -- fix: {f.fix}" if f.fix else "")
@@ -158,7 +167,7 @@ def to_junit(results: Sequence[CheckResult], fail_on: Severity | None) -> str:
                     case,
                     "failure",
                     message=f"{len(failing)} finding(s) at or above "
-                    f"{fail_on.value if fail_on else 'never'}",
+                    f"{limit.value if limit else 'never'}",
                     type="findings",
                 ).text = "\n".join(lines)
             elif lines:
@@ -251,7 +260,7 @@ def to_sarif(results: Sequence[CheckResult], config_file: str) -> str:
 
 
 def render(
-    fmt: str, results: Sequence[CheckResult], *, fail_on: Severity | None, config_file: str
+    fmt: str, results: Sequence[CheckResult], *, fail_on: Threshold, config_file: str
 ) -> str:
     """Machine output in one of json, junit, sarif."""
     if fmt == "json":

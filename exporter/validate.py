@@ -16,13 +16,28 @@ from vigil.exporter.base import CheckError, CheckResult, Severity
 from vigil.exporter.checks import build_checks
 from vigil.exporter.config import ExporterConfig, load_config
 from vigil.exporter.env import write_baseline
-from vigil.exporter.report import FORMATS, at_or_above, render, render_table
+from vigil.exporter.report import (
+    FORMATS,
+    Threshold,
+    at_or_above,
+    render,
+    render_table,
+    threshold_of,
+)
 from vigil.exporter.runner import CheckRunner
 
 from vigil.paths import DEPLOY_DIR
 from vigil.service import ArgumentParser, setup_logging
 
-__all__ = ["EXIT_CLEAN", "EXIT_ERROR", "EXIT_FINDINGS", "exit_code", "main", "run_once"]
+__all__ = [
+    "EXIT_CLEAN",
+    "EXIT_ERROR",
+    "EXIT_FINDINGS",
+    "exit_code",
+    "gate_policy",
+    "main",
+    "run_once",
+]
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FAIL_ON = ("critical", "warning", "info", "never")
@@ -62,8 +77,9 @@ def _parser() -> ArgumentParser:
     parser.add_argument(
         "--fail-on",
         choices=FAIL_ON,
-        default="critical",
-        help="lowest severity that fails the gate (default: critical)",
+        default=None,
+        help="lowest severity that fails the gate, for every check (default: the config's "
+        "gate.fail_on and gate.checks, else warning)",
     )
     parser.add_argument(
         "--timeout",
@@ -98,10 +114,22 @@ async def run_once(
         await runner.close()
 
 
-def exit_code(results: Sequence[CheckResult], fail_on: Severity | None) -> int:
+def gate_policy(config: ExporterConfig, fail_on: str | None) -> Threshold:
+    """--fail-on when given (one threshold for every check), else the config's gate policy."""
+
+    def severity(name: str) -> Severity | None:
+        return None if name == "never" else Severity(name)
+
+    if fail_on is not None:
+        return severity(fail_on)
+    gate = config.gate
+    return lambda check: severity(gate.threshold(check))
+
+
+def exit_code(results: Sequence[CheckResult], fail_on: Threshold) -> int:
     if any(not r.success for r in results):
         return EXIT_ERROR
-    if any(at_or_above(f, fail_on) for r in results for f in r.findings):
+    if any(at_or_above(f, threshold_of(fail_on, r.check)) for r in results for f in r.findings):
         return EXIT_FINDINGS
     return EXIT_CLEAN
 
@@ -146,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not results:
         print("vigil validate: no checks selected", file=sys.stderr)
         return EXIT_ERROR
-    fail_on = None if args.fail_on == "never" else Severity(args.fail_on)
+    fail_on = gate_policy(config, args.fail_on)
     if args.format == "table":
         render_table(results, Console(soft_wrap=False))
     else:
@@ -159,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = exit_code(results, fail_on)
     summary = {
         EXIT_CLEAN: "passed",
-        EXIT_FINDINGS: f"failed: findings at or above {args.fail_on}",
+        EXIT_FINDINGS: "failed: findings at or above "
+        + (args.fail_on or "the gate policy (gate.fail_on, default warning)"),
         EXIT_ERROR: "failed: a check could not run",
     }[code]
     print(f"vigil validate: {summary}", file=sys.stderr)

@@ -9,11 +9,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from vigil.forecaster.config import ForecastConfig, ForecasterConfig, load_config
+from vigil.forecaster.config import ForecastConfig, ForecasterConfig, load_config, pick_forecast
 from vigil.forecaster.engine import Engine
 from vigil.forecaster.model import quiet_prophet
 
-from vigil.config import ConfigError, parse_model
+from vigil.config import parse_model
 from vigil.service import ArgumentParser
 
 __all__ = ["forecast_main", "plot_forecast"]
@@ -90,12 +90,7 @@ def forecast_main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("vigil.forecaster.engine").setLevel(logging.ERROR)  # errors printed below
     if args.config_file is not None:
         config = load_config(args.config_file)
-        chosen = [f for f in config.forecasts if args.forecast in (None, f.name)]
-        if args.forecast is None and len(chosen) > 1:
-            parser.error("the config has several forecasts: pick one with --forecast NAME")
-        if not chosen:
-            raise ConfigError(args.config_file, "forecasts", f"no forecast named {args.forecast!r}")
-        config.forecasts = chosen[:1]
+        config.forecasts = [pick_forecast(config, args.forecast, args.config_file)]
     elif args.query:
         forecast: dict = {"name": "adhoc", "query": args.query, "history": args.history,
                           "step": args.step, "horizon": args.horizon,

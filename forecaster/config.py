@@ -24,6 +24,7 @@ __all__ = [
     "SeasonalityConfig",
     "load_config",
     "parse_duration",
+    "pick_forecast",
 ]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -146,11 +147,17 @@ class ForecastConfig(StrictModel):
     min_history: Duration = 3600.0
     retrain_interval: Duration = 3600.0
     interval_width: float = Field(default=0.95, gt=0.5, lt=1.0)
-    # anomaly persistence: flag when `anomaly_points` of the last `anomaly_window` points are out
-    anomaly_points: int = Field(default=3, ge=1)
-    anomaly_window: int = Field(default=5, ge=1)
+    # anomaly persistence: flag when `anomaly_points` of the last `anomaly_window` points are out;
+    # the anomaly defaults are committed from bench/tune_nab.py (docs/backtest.md)
+    anomaly_points: int = Field(default=2, ge=1)
+    anomaly_window: int = Field(default=3, ge=1)
     # which side of the band counts: `above` for capacity forecasts, where only growth hurts
     anomaly_direction: Literal["both", "above", "below"] = "both"
+    # coverage of the band a point is judged against (the published band keeps
+    # interval_width); committed from the NAB tuning protocol in docs/backtest.md
+    anomaly_coverage: float = Field(default=0.99, gt=0.5, lt=1.0)
+    # the flag stays up this many points after the persistence rule last held
+    anomaly_hold: int = Field(default=0, ge=0, le=100_000)
     # the band is calibrated on this many of the series' latest out-of-sample residuals, and
     # the flag stays down until at least `calibration_min_points` of them are known
     calibration_window: int = Field(default=1000, ge=1, le=100_000)
@@ -203,3 +210,14 @@ def load_config(path: str | Path) -> ForecasterConfig:
             raise ConfigError(path, f"forecasts[{i}].history",
                               "history/step exceeds 200000 points per series")
     return config
+
+
+def pick_forecast(config: ForecasterConfig, name: str | None, path: str | Path) -> ForecastConfig:
+    """The forecast called `name`, or the only one when `name` is None (else ConfigError)."""
+    chosen = [f for f in config.forecasts if name in (None, f.name)]
+    if name is None and len(chosen) > 1:
+        raise ConfigError(path, "forecasts",
+                          "the config has several forecasts: pick one with --forecast NAME")
+    if not chosen:
+        raise ConfigError(path, "forecasts", f"no forecast named {name!r}")
+    return chosen[0]

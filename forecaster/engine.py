@@ -19,19 +19,16 @@ from typing import Any
 
 import numpy as np
 from vigil.forecaster.config import ForecastConfig, ForecasterConfig
+from vigil.forecaster.detectors import Ring, judge_points
 from vigil.forecaster.model import (
     FitRequest,
     FitResult,
-    anomaly_flag,
     band_at,
     calibrate,
-    conformal_halfwidth,
     fit_series,
-    is_outside,
     shard_of,
     threshold_eta,
     widen_at,
-    widen_band,
 )
 from vigil.forecaster.promapi import (
     PrometheusClient,
@@ -59,26 +56,6 @@ def series_labels(labels: dict[str, str]) -> dict[str, str]:
     return out
 
 
-class Ring:
-    """The latest `size` floats in a fixed numpy buffer (8 bytes a value), in no order."""
-
-    def __init__(self, size: int) -> None:
-        self.buffer = np.empty(size)
-        self.count = 0
-        self.next = 0
-
-    def append(self, value: float) -> None:
-        self.buffer[self.next] = value
-        self.next = (self.next + 1) % len(self.buffer)
-        self.count = min(self.count + 1, len(self.buffer))
-
-    def __len__(self) -> int:
-        return self.count
-
-    def values(self) -> np.ndarray:
-        return self.buffer[: self.count]
-
-
 @dataclass
 class SeriesState:
     """What the engine knows about one series of one forecast."""
@@ -94,9 +71,11 @@ class SeriesState:
     # wait there until the persistence rule has judged them (anomalies join clipped)
     residuals: Ring = field(default_factory=lambda: Ring(1000))
     pending: deque[list[Any]] = field(default_factory=deque)  # [residual, outside, flagged]
-    halfwidth: float | None = None  # conformal half-width of `residuals`
+    halfwidth: float | None = None  # conformal half-width of `residuals` (published band)
+    anomaly_halfwidth: float | None = None  # the same at `anomaly_coverage` (judged band)
     evaluated_until: float = 0.0
     anomaly: bool = False
+    held: int = 0  # points the anomaly flag is still held up for (anomaly_hold)
     last_value: float = math.nan
     last_value_ts: float = 0.0
     history_seconds: float = 0.0
@@ -123,8 +102,10 @@ class Engine:
     def __init__(self, config: ForecasterConfig, *, client: PrometheusClient | None = None,
                  executor: Executor | None = None, shard: tuple[int, int] = (0, 1),
                  executor_factory: Callable[[], Executor] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 fit: Callable[[FitRequest], FitResult] = fit_series) -> None:
         self.config = config
+        self.fit = fit  # in-process fits (the backtest passes a caching fit_series)
         self.client = client or PrometheusClient(config.prometheus)
         self.executor = executor
         # when a worker dies (OOM kill, segfault in Stan) the pool is broken for good:
@@ -148,7 +129,7 @@ class Engine:
         if self.executor is None and self.executor_factory is not None:
             self.executor = self.executor_factory()
         if self.executor is None or len(requests) <= 1:
-            return [fit_series(r) for r in requests]
+            return [self.fit(r) for r in requests]
         try:
             return list(self.executor.map(fit_series, requests))
         except BrokenExecutor:
@@ -281,15 +262,10 @@ class Engine:
     @classmethod
     def _evaluate(cls, st: SeriesState, ts: np.ndarray, vs: np.ndarray,
                   cfg: ForecastConfig) -> None:
-        """Check each new actual point (after the fit) against the calibrated band, in order.
+        """Judge each new actual point (after the fit) with `judge_points`, in time order.
 
-        Every point's horizon-normalised residual is an out-of-sample error of the model. It
-        waits in `pending` for `anomaly_window` more points, then joins the calibration
-        window. If it was outside the band and the flag rose meanwhile, it joins clipped to
-        the current half-width: it still counts as a miss, so short noise-made flags do not
-        narrow the band, but an anomaly never widens the band that should catch it.
-        Until the series has `calibration_min_points` residuals, every residual joins at once
-        and the flag stays down: the band is not yet known to be honest.
+        The decision itself (band, calibration, persistence) lives in
+        `vigil.forecaster.detectors.judge_points`, which `vigil backtest` replays too.
         """
         res = st.result
         if res is None:
@@ -299,34 +275,7 @@ class Engine:
             return
         t_new, y_new = ts[new], vs[new]
         yhat, lo, hi = band_at(res, t_new)
-        widen = widen_at(res, t_new)
-        for i, (value, y0, w) in enumerate(zip(y_new, yhat, widen, strict=True)):
-            if math.isnan(y0):
-                continue  # beyond the horizon: the next retrain takes over
-            low, high = lo[i], hi[i]
-            if st.halfwidth is not None:
-                low, high = widen_band(yhat[i], low, high, w, st.halfwidth)
-            resid = float((value - y0) / w)
-            if len(st.residuals) < cfg.calibration_min_points:
-                st.outside.clear()  # judged only once the band is calibrated
-                st.anomaly, out, keep = False, False, 0
-            else:
-                out = is_outside(value, low, high, cfg.anomaly_direction)
-                st.outside.append(out)
-                st.anomaly = anomaly_flag(np.array(st.outside, dtype=bool),
-                                          cfg.anomaly_points, cfg.anomaly_window)
-                keep = cfg.anomaly_window
-            st.pending.append([resid, out, False])
-            if st.anomaly:
-                for entry in st.pending:
-                    entry[2] = entry[2] or entry[1]  # outside points of a flagged stretch
-            if len(st.pending) > keep:
-                while len(st.pending) > keep:
-                    r, _, flagged = st.pending.popleft()
-                    if flagged and st.halfwidth is not None:
-                        r = math.copysign(min(abs(r), st.halfwidth), r)
-                    st.residuals.append(r)
-                st.halfwidth = conformal_halfwidth(st.residuals.values(), cfg.interval_width)
+        judge_points(st, y_new, yhat, lo, hi, widen_at(res, t_new), cfg)
         st.evaluated_until = float(t_new[-1])
         st.band = cls._calibrated(st)
 

@@ -22,33 +22,32 @@ __all__ = ["UID", "dashboard"]
 
 UID = "vigil-health"
 
-_REQUESTS = f"http_requests_total{{{TARGET_JOB}}}"
-_ERRORS = f'http_requests_total{{{TARGET_JOB},status=~"5.."}}'
+# Vigil's generic HTTP signals (rules/http.rules.yml), whatever library the service uses.
+_RATE_BY_ROUTE = f"job_route:http_requests:rate5m{{{TARGET_JOB}}}"
+_ERROR_RATIO = f"job:http_request_errors:ratio_rate5m{{{TARGET_JOB}}}"
 
 
 def request_rate() -> Any:
     return timeseries(
-        "Request rate", "Requests per second served by the target, per HTTP status.",
+        "Request rate", "Requests per second served by the target, per route (5m rate).",
         units.RequestsPerSecond,
-        prom(f"sum by (status) (rate({_REQUESTS}[$__rate_interval]))", "{{status}}"),
+        prom(f"sum by (route) ({_RATE_BY_ROUTE})", "{{route}}"),
         w=8, stack=True)
 
 
 def error_ratio() -> Any:
     return timeseries(
         "Error ratio", "Share of requests answered with a 5xx status.", units.PercentUnit,
-        prom(f"sum(rate({_ERRORS}[$__rate_interval])) / sum(rate({_REQUESTS}[$__rate_interval]))",
-             "5xx ratio"),
+        prom(_ERROR_RATIO, "5xx ratio"),
         w=8, min_val=0)
 
 
 def latency_quantiles() -> Any:
-    bucket = f"http_request_duration_seconds_bucket{{{TARGET_JOB}}}"
+    quantiles = "job_quantile:http_request_duration_seconds:histogram_quantile_5m"
     return timeseries(
-        "Latency quantiles", "p50, p90 and p99 request latency from the target's histogram.",
+        "Latency quantiles", "p50, p90 and p99 request latency from the target's histogram (5m).",
         units.Seconds,
-        *(prom(f"histogram_quantile({q}, sum by (le) (rate({bucket}[$__rate_interval])))",
-               f"p{int(q * 100)}", ref=ref)
+        *(prom(f'{quantiles}{{{TARGET_JOB},quantile="{q}"}}', f"p{int(q * 100)}", ref=ref)
           for q, ref in ((0.5, "A"), (0.9, "B"), (0.99, "C"))),
         w=8)
 

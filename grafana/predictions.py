@@ -162,27 +162,31 @@ def forecast_errors() -> Any:
         w=6, h=8, min_val=0)
 
 
+# the resource signals carry the service as `target` (rules/signals.rules.yml)
+TARGET = 'target="$target"'
+
+
 def memory_trend() -> Any:
-    rss = f"process_resident_memory_bytes{{{TARGET_JOB}}}"
+    used = f"target:memory_used:bytes{{{TARGET}}}"
     return timeseries(
         "Memory: linear trend against the limit",
-        "Resident memory, its predict_linear one hour ahead, and the limit the memory "
-        "exhaustion rule compares against.", units.BytesIEC,
-        prom(rss, "resident {{instance}}", ref="A"),
-        prom(f"predict_linear({rss}[30m], 3600)", "in 1h {{instance}}", ref="B"),
-        prom(f"demo_memory_limit_bytes{{{TARGET_JOB}}}", "limit", ref="C"),
+        "Memory used, its predict_linear one hour ahead, and the limit the memory "
+        "exhaustion rule compares against (Vigil's generic signals).", units.BytesIEC,
+        prom(used, "used {{instance}}", ref="A"),
+        prom(f"predict_linear({used}[30m], 3600)", "in 1h {{instance}}", ref="B"),
+        prom(f"target:memory_limit:bytes{{{TARGET}}}", "limit", ref="C"),
         w=12, h=8)
 
 
 def disk_trend() -> Any:
-    usage = f"demo_disk_usage_bytes{{{TARGET_JOB}}}"
+    usage = f"target:disk_used:bytes{{{TARGET}}}"
     return timeseries(
         "Disk: linear trend against capacity",
         "Data volume usage, its predict_linear four hours ahead, and the capacity.",
         units.BytesIEC,
         prom(usage, "used {{instance}}", ref="A"),
         prom(f"predict_linear({usage}[1h], 4 * 3600)", "in 4h {{instance}}", ref="B"),
-        prom(f"demo_disk_capacity_bytes{{{TARGET_JOB}}}", "capacity", ref="C"),
+        prom(f"target:disk_capacity:bytes{{{TARGET}}}", "capacity", ref="C"),
         w=12, h=8)
 
 

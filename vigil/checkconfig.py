@@ -19,6 +19,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "forecaster": ("vigil.forecaster.config", "forecasts"),
     "remediator": ("vigil.remediator.config", "procedures"),
     "demo-target": ("vigil.demo.settings", "cors"),
+    "services": ("vigil.spec", "services"),
 }
 
 

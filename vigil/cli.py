@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("vigil.exporter.validate", "main", "run all checks once as a deploy gate"),
     "schema": ("vigil.exporter.schema.cli", "main", "schema tools (baseline, diff)"),
     "check-config": ("vigil.checkconfig", "main", "validate a Vigil configuration file"),
+    "rules": ("vigil.rulegen", "main", "generate the Prometheus rules from the service spec"),
     "forecast": ("vigil.forecaster.cli", "forecast_main", "forecast one query and plot it"),
     "backtest": ("vigil.forecaster.backtest", "main", "replay CSVs causally and score detection"),
     "remediator": ("vigil.remediator.cli", "main", "remediator tools (simulate a payload)"),

@@ -22,7 +22,8 @@ from vigil.exporter.base import CheckResult, Finding, Severity
 from .config import SchemaCheckConfig
 from .redact import Redactor
 
-__all__ = ["CHECK_NAMES", "SchemaCheck", "SnapshotProvider", "make_schema_checks"]
+__all__ = ["CHECK_NAMES", "SchemaCheck", "SnapshotProvider", "make_schema_checks",
+           "require_schemas"]
 
 CHECK_NAMES = ("schema", "schema_lint", "schema_drift", "code_references")
 
@@ -61,11 +62,14 @@ class SnapshotProvider:
                 self._session = PgSession(url, cfg.statement_timeout_seconds,
                                           cfg.connect_timeout_seconds)
                 self._session_url = url
-            return self._session.inspect(cfg.schemas, on_connect=self._register_cancel)
-        return inspect_url(url, schemas=cfg.schemas,
-                           statement_timeout=cfg.statement_timeout_seconds,
-                           connect_timeout=cfg.connect_timeout_seconds,
-                           on_connect=self._register_cancel)
+            snap = self._session.inspect(cfg.schemas, on_connect=self._register_cancel)
+        else:
+            snap = inspect_url(url, schemas=cfg.schemas,
+                               statement_timeout=cfg.statement_timeout_seconds,
+                               connect_timeout=cfg.connect_timeout_seconds,
+                               on_connect=self._register_cancel)
+        require_schemas(snap, "schemas", "live")
+        return snap
 
     def close(self) -> None:
         """Close the kept connection, if any (safe to call at any time between runs)."""
@@ -193,7 +197,8 @@ def _expected_work(target: str, cfg: SchemaCheckConfig, redactor: Redactor) -> W
 
         assert cfg.expected is not None
         expected = load_expected(cfg.expected, snapshot, cfg, redactor)
-        findings = diff_snapshots(expected, snapshot, ignore_extra=cfg.expected.ignore_extra)
+        findings = diff_snapshots(expected, snapshot, ignore_extra=cfg.expected.ignore_extra,
+                                  privileges=cfg.expected.compare_privileges)
         result.findings.extend(findings)
         consistent = not any(f.severity in (Severity.CRITICAL, Severity.WARNING) for f in findings)
         result.add_sample("vigil_schema_consistent", {"target": target}, 1.0 if consistent else 0.0)
@@ -240,6 +245,17 @@ def _code_work(target: str, cfg: SchemaCheckConfig) -> Work:
         result.add_sample("vigil_schema_code_files_scanned", {"target": target},
                           float(stats["files"]))
     return work
+
+
+def require_schemas(snap: Any, key: str, which: str) -> None:
+    """A schema asked for by name that does not exist is a configuration error, not an
+    empty (and so "consistent") schema."""
+    from vigil.config import ConfigError
+
+    missing = getattr(snap, "missing_schemas", [])
+    if missing:
+        raise ConfigError(None, key, f"schema {', '.join(repr(m) for m in missing)} does not "
+                          f"exist in the {which} database")
 
 
 def make_schema_checks(target: str, cfg: SchemaCheckConfig) -> list[SchemaCheck]:

@@ -1,7 +1,9 @@
 """`vigil schema`: record a baseline, diff two schemas, run the schema checks once, scan code.
 
-Exit codes: 0 nothing to report, 1 differences or findings at warning level or above,
-2 bad usage or configuration, 3 the database could not be inspected.
+Exit codes (the same for every command): 0 no finding at warning level or above (info-only
+findings, such as extra objects, still exit 0), 1 a warning or critical finding, 2 bad usage
+or configuration (including a --schema that does not exist), 3 a database (live or reference)
+could not be inspected.
 """
 
 from __future__ import annotations
@@ -101,9 +103,10 @@ def _snapshot(cfg: SchemaCheckConfig, timeout: float, redactor: Redactor) -> Any
     except ConfigError:
         raise
     except TimeoutError:
-        raise _Unreachable(f"inspection timed out after {timeout:g}s") from None
+        raise _Unreachable(f"the live database: inspection timed out after {timeout:g}s"
+                           ) from None
     except Exception as exc:  # noqa: BLE001
-        raise _Unreachable(redactor.describe(exc)) from None
+        raise _Unreachable(f"the live database: {redactor.describe(exc)}") from None
 
 
 def _print_findings(findings: list[Finding], fmt: str, extra: dict[str, Any] | None = None) -> None:
@@ -157,6 +160,7 @@ def _cmd_fingerprint(args: Any) -> int:
 
 def _cmd_diff(args: Any) -> int:
     """Diff the live schema against a baseline file or another database."""
+    from .checks import require_schemas
     from .diff import diff_snapshots
     from .fingerprint import drift_findings, read_baseline
     from .inspect import inspect_url
@@ -170,12 +174,14 @@ def _cmd_diff(args: Any) -> int:
         redactor.add_url(url)
         try:
             other = inspect_url(url, args.against_schemas, cfg.statement_timeout_seconds,
-                                cfg.connect_timeout_seconds)
+                                cfg.connect_timeout_seconds,
+                                default_schema=(args.against_schemas or [None])[0])
         except Exception as exc:  # noqa: BLE001
-            raise _Unreachable(redactor.describe(exc)) from None
-        findings = diff_snapshots(other, live)
+            raise _Unreachable(f"the reference database: {redactor.describe(exc)}") from None
+        require_schemas(other, "--against-schema", "reference")
+        findings = diff_snapshots(other, live, privileges=args.privileges)
         _print_findings(findings, args.format)
-        return EXIT_FINDINGS if findings else 0
+        return _exit_for(findings)
     baseline = args.baseline or (cfg.drift.baseline_file if cfg.drift else None)
     if baseline is None:
         raise ConfigError(None, "drift.baseline_file", "give --baseline, --against-url* or a "
@@ -185,7 +191,7 @@ def _cmd_diff(args: Any) -> int:
     fp, _ = read_baseline(Path(baseline))
     drifted, findings = drift_findings(live, DriftConfig(baseline_file=Path(baseline)))
     _print_findings(findings, args.format, {"baseline": fp, "drift": bool(drifted)})
-    return EXIT_FINDINGS if drifted else 0
+    return _exit_for(findings)
 
 
 def _cmd_check(args: Any) -> int:
@@ -204,7 +210,10 @@ def _cmd_check(args: Any) -> int:
         result = check.run_sync(args.timeout)
         if not result.success:
             print(f"{check.name}: FAILED: {result.error}", file=sys.stderr)
-            worst = max(worst, EXIT_UNREACHABLE)
+            # Redactor.describe renders configuration errors (a missing --schema, an
+            # unloadable sql_file) with this prefix: bad usage, not an unreachable database
+            config_error = (result.error or "").startswith("config error:")
+            worst = max(worst, EXIT_USAGE if config_error else EXIT_UNREACHABLE)
             continue
         for metric, samples in sorted(result.samples.items()):
             for labels, value in samples[:5]:
@@ -254,7 +263,15 @@ def build_parser() -> ArgumentParser:
     _common(p)
     p.add_argument("--baseline", type=Path, help="baseline file (default: drift.baseline_file)")
     _db_flags(p, "against-", "reference database")
-    p.add_argument("--against-schema", dest="against_schemas", action="append", default=[])
+    p.add_argument("--against-schema", dest="against_schemas", action="append", default=[],
+                   metavar="SCHEMA",
+                   help="schema of the reference database to compare (repeatable; default: "
+                        "the reference's search path, which misses objects in other schemas). "
+                        "The first one is compared by bare name with the live default schema "
+                        "(the current schema, else the first --schema), so `public` can "
+                        "stand against `app`; the others by `schema.name`")
+    p.add_argument("--privileges", action="store_true",
+                   help="also compare table grants (off by default)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_diff)
 
@@ -282,8 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except _Unreachable as exc:
-        print(f"vigil schema {args.command}: error: cannot inspect the database: {exc}",
-              file=sys.stderr)
+        print(f"vigil schema {args.command}: error: cannot inspect {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except ValueError as exc:  # pydantic validation of flag combinations
         raise ConfigError(None, "", str(exc).splitlines()[0]) from None

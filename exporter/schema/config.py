@@ -150,6 +150,10 @@ class SchemaSpec(StrictModel):
     views: list[str] = Field(default_factory=list)
     required_tables: list[str] = Field(default_factory=list)
     enums: dict[str, list[str]] = Field(default_factory=dict)
+    functions: list[str] = Field(
+        default_factory=list, description="functions that must exist, by name (any arguments)")
+    extensions: list[str] = Field(default_factory=list,
+                                  description="extensions that must be installed (any version)")
 
 
 # --- the check config ------------------------------------------------------------------------
@@ -169,6 +173,8 @@ class ExpectedSchemaConfig(StrictModel):
         description="database where sql_file is loaded into a throwaway schema "
                     "(required when the target is PostgreSQL; the target is never written)")
     ignore_extra: bool = Field(default=False, description="do not report extra objects (info)")
+    compare_privileges: bool = Field(
+        default=False, description="also compare table grants (database and SQL sources)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ExpectedSchemaConfig:

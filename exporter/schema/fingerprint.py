@@ -91,19 +91,27 @@ def snapshot_from_canonical(data: dict[str, Any], dialect: str, default_schema: 
     """Rebuild a Snapshot from its canonical form (the inverse of to_canonical)."""
     snap = Snapshot(dialect=dialect, default_schema=default_schema, schemas=[default_schema])
     for tname, t in data.get("tables", {}).items():
-        table = snap.tables[tname] = Table(name=tname, kind=t["kind"],
-                                           partition_of=t.get("partition_of", ""),
-                                           checks=list(t.get("checks", [])),
-                                           definition=t.get("definition", ""))
+        table = snap.tables[tname] = Table(
+            name=tname, kind=t["kind"], partition_of=t.get("partition_of", ""),
+            checks=list(t.get("checks", [])), definition=t.get("definition", ""),
+            persistence=t.get("persistence", "permanent"),
+            partition_by=t.get("partition_by", ""), partition_bound=t.get("partition_bound", ""),
+            inherits=list(t.get("inherits", [])), exclusions=list(t.get("exclusions", [])),
+            triggers=dict(t.get("triggers", {})), rls=t.get("rls", ""),
+            policies=dict(t.get("policies", {})))
         for cname, c in t["columns"].items():
             table.columns[cname] = Column(name=cname, **c)
         if t.get("primary_key"):
             table.primary_key = PrimaryKey(tuple(t["primary_key"]))
         table.unique = [UniqueConstraint(tuple(u)) for u in t.get("unique", [])]
         table.foreign_keys = [
-            ForeignKey(columns=tuple(cols), ref_table=ref, ref_columns=tuple(rcols),
-                       on_delete=od, on_update=ou)
-            for cols, ref, rcols, od, ou in t.get("foreign_keys", [])]
+            ForeignKey(columns=tuple(fk[0]), ref_table=fk[1], ref_columns=tuple(fk[2]),
+                       on_delete=fk[3], on_update=fk[4],
+                       # baselines recorded before these were compared: the defaults
+                       deferrable=bool(fk[5]) if len(fk) > 5 else False,
+                       initially_deferred=bool(fk[6]) if len(fk) > 6 else False,
+                       validated=bool(fk[7]) if len(fk) > 7 else True)
+            for fk in t.get("foreign_keys", [])]
         table.indexes = [
             Index(columns=tuple(cols), unique=uniq, method=method, predicate=pred,
                   include=tuple(inc))
@@ -112,13 +120,52 @@ def snapshot_from_canonical(data: dict[str, Any], dialect: str, default_schema: 
     for sname, s in data.get("sequences", {}).items():
         snap.sequences[sname] = Sequence(name=sname, **s)
     snap.enums = {k: list(v) for k, v in data.get("enums", {}).items()}
+    snap.namespaces = list(data.get("schemas", []))
+    snap.functions = dict(data.get("functions", {}))
+    snap.extensions = dict(data.get("extensions", {}))
     return snap
 
 
-def _without_constraint_indexes(snap: Snapshot) -> Snapshot:
-    """A live snapshot reduced to what the canonical form keeps, for a like-for-like diff."""
-    canon = snap.to_canonical()
-    return snapshot_from_canonical(canon, snap.dialect, snap.default_schema)
+def _fields(items: Any) -> set[str] | None:
+    """The union of the keys of a name-keyed collection's items (None: nothing to go by)."""
+    if not isinstance(items, dict) or not items:
+        return None
+    return set().union(*(v.keys() for v in items.values() if isinstance(v, dict)))
+
+
+def _restrict(base: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """`live`'s canonical form reduced to what `base` records.
+
+    A baseline recorded by an older Vigil lacks the object kinds and fields added since; they
+    are left out of the comparison instead of all showing up as drift."""
+    out = {k: v for k, v in live.items() if k in base}
+    base_tables = base.get("tables", {})
+    table_fields = _fields(base_tables)
+    col_fields = _fields({f"{t}.{c}": v for t, tv in base_tables.items()
+                          for c, v in tv.get("columns", {}).items()})
+    fk_len = max((len(fk) for tv in base_tables.values() for fk in tv.get("foreign_keys", [])),
+                 default=None)
+    tables = {}
+    for name, t in out.get("tables", {}).items():
+        t = {k: v for k, v in t.items() if table_fields is None or k in table_fields}
+        if col_fields is not None and "columns" in t:
+            t["columns"] = {c: {k: v for k, v in cv.items() if k in col_fields}
+                            for c, cv in t["columns"].items()}
+        if fk_len is not None and "foreign_keys" in t:
+            t["foreign_keys"] = [fk[:fk_len] for fk in t["foreign_keys"]]
+        tables[name] = t
+    if "tables" in out:
+        out["tables"] = tables
+    seq_fields = _fields(base.get("sequences"))
+    if seq_fields is not None and "sequences" in out:
+        out["sequences"] = {n: {k: v for k, v in sv.items() if k in seq_fields}
+                            for n, sv in out["sequences"].items()}
+    return out
+
+
+def _canonical_fp(canon: dict[str, Any]) -> str:
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def drift_findings(snap: Snapshot, cfg: DriftConfig) -> tuple[bool | None, list[Finding]]:
@@ -130,10 +177,14 @@ def drift_findings(snap: Snapshot, cfg: DriftConfig) -> tuple[bool | None, list[
             write_baseline(snap, cfg.baseline_file)
             return False, []
     base_fp, base = read_baseline(cfg.baseline_file)
+    base_canon = base.to_canonical()
+    live_canon = _restrict(_recorded_kinds(cfg.baseline_file), snap.to_canonical())
     live_fp = fingerprint(snap)
-    if live_fp == base_fp:
+    if live_fp == base_fp or _canonical_fp(live_canon) == _canonical_fp(
+            _restrict(_recorded_kinds(cfg.baseline_file), base_canon)):
         return False, []
-    findings = diff_snapshots(base, _without_constraint_indexes(snap), check="schema_drift")
+    live_cmp = snapshot_from_canonical(live_canon, snap.dialect, snap.default_schema)
+    findings = diff_snapshots(base, live_cmp, check="schema_drift")
     if not findings:  # e.g. a sequence option or a generated expression changed
         findings = [Finding(rule="schema_changed", severity=_info(), subject="schema",
                             message=f"fingerprint {live_fp[:19]} differs from baseline "
@@ -142,6 +193,11 @@ def drift_findings(snap: Snapshot, cfg: DriftConfig) -> tuple[bool | None, list[
                         message=f"changed since baseline: {f.message}", fix=f.fix)
                 for f in findings]
     return True, findings
+
+
+def _recorded_kinds(path: Path) -> dict[str, Any]:
+    """The canonical form as the baseline file recorded it (read_baseline checked it)."""
+    return dict(json.loads(path.read_text(encoding="utf-8"))["schema"])
 
 
 def _info():  # type: ignore[no-untyped-def]

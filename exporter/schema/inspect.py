@@ -34,12 +34,15 @@ def is_postgres(url: str) -> bool:
 
 
 def inspect_url(url: str, schemas: list[str], statement_timeout: float, connect_timeout: float,
-                on_connect: Callable[[Callable[[], None]], None] | None = None) -> Snapshot:
-    """Snapshot the schema behind url (read-only)."""
+                on_connect: Callable[[Callable[[], None]], None] | None = None,
+                default_schema: str | None = None) -> Snapshot:
+    """Snapshot the schema behind url (read-only); `default_schema` (PostgreSQL) names the
+    schema whose objects get bare names."""
     if is_postgres(url):
         from .pg import inspect_postgres
 
-        return inspect_postgres(url, schemas, statement_timeout, connect_timeout, on_connect)
+        return inspect_postgres(url, schemas, statement_timeout, connect_timeout, on_connect,
+                                default_schema)
     return inspect_sqlalchemy(url, schemas, connect_timeout)
 
 

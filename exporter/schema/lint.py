@@ -18,6 +18,10 @@ TYPE_MAX = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
 MAX_SEQUENCE_SAMPLES = 50
 
 
+_CONSTRAINT_NAMES = {"primary": "primary key", "unique": "unique constraint",
+                     "exclusion": "exclusion constraint"}
+
+
 def _covered(fk_cols: tuple[str, ...], table: Table) -> bool:
     """A valid index whose leading key columns are exactly the FK columns (in any order)."""
     want = set(fk_cols)
@@ -85,7 +89,8 @@ def lint_snapshot(snap: Snapshot, cfg: LintConfig) -> tuple[list[Finding], list[
                        else "; the reference is optional"),
                     "declare the column(s) NOT NULL if every row must reference a parent")
         seen: dict[tuple[object, ...], str] = {}
-        for idx in sorted(t.indexes, key=lambda i: (i.constraint == "", i.name)):
+        # constraint indexes first, then unique ones: the index reported is the one to drop
+        for idx in sorted(t.indexes, key=lambda i: (i.constraint == "", not i.unique, i.name)):
             if not idx.valid:
                 add("invalid_index", Severity.WARNING, f"{name}.{idx.name}",
                     f"index {idx.name} on {name} is invalid (a failed CREATE INDEX "
@@ -98,7 +103,8 @@ def lint_snapshot(snap: Snapshot, cfg: LintConfig) -> tuple[list[Finding], list[
                     f"index {idx.name} on {name}({', '.join(idx.columns)}) duplicates "
                     f"{seen[key]}", f"DROP INDEX CONCURRENTLY {idx.name}")
             else:
-                seen[key] = idx.name
+                seen[key] = (f"the {_CONSTRAINT_NAMES[idx.constraint]}'s index {idx.name}"
+                             if idx.constraint else idx.name)
 
     usage: list[tuple[str, float]] = []
     if "sequence_exhaustion" not in off:

@@ -38,6 +38,7 @@ class Column:
     nullable_known: bool = True  # False: a YAML spec without nullable:
     identity: str = ""  # "", "always", "by default"
     generated: str = ""  # generated column expression
+    collation: str = ""  # "" = the type's default collation
 
 
 @dataclass
@@ -60,7 +61,9 @@ class ForeignKey:
     on_delete: str = "NO ACTION"
     on_update: str = "NO ACTION"
     name: str = ""
-    validated: bool = True
+    validated: bool = True  # False: added NOT VALID and never validated
+    deferrable: bool = False
+    initially_deferred: bool = False
 
 
 @dataclass
@@ -71,12 +74,17 @@ class Index:
     valid: bool = True
     method: str = "btree"
     predicate: str = ""
-    constraint: str = ""  # "primary" / "unique" when it backs a constraint
+    constraint: str = ""  # "primary" / "unique" / "exclusion" when it backs a constraint
     include: tuple[str, ...] = ()
 
     def key(self) -> tuple[Any, ...]:
-        """What makes two indexes interchangeable (names do not count)."""
+        """What makes one index serve another's lookups (names and uniqueness do not count)."""
         return (self.columns, self.method, self.predicate, self.include)
+
+    def identity(self) -> tuple[Any, ...]:
+        """What makes two indexes the same index: key columns, uniqueness, method, predicate
+        and INCLUDE columns."""
+        return (self.columns, self.unique, self.method, self.predicate, self.include)
 
 
 @dataclass
@@ -91,6 +99,15 @@ class Table:
     partition_of: str = ""  # parent table when this is a partition
     checks: list[str] = field(default_factory=list)  # CHECK constraint bodies, as the catalog prints them
     definition: str = ""  # a view's query, whitespace-normalized (PostgreSQL)
+    persistence: str = "permanent"  # permanent | unlogged
+    partition_by: str = ""  # a partitioned table's key, e.g. "RANGE (created_at)"
+    partition_bound: str = ""  # a partition's bound, e.g. "FOR VALUES IN (1)"
+    inherits: list[str] = field(default_factory=list)  # INHERITS parents (not partitioning)
+    exclusions: list[str] = field(default_factory=list)  # EXCLUDE constraint definitions
+    triggers: dict[str, str] = field(default_factory=dict)  # name -> CREATE TRIGGER text
+    rls: str = ""  # "" | "enabled" | "forced"
+    policies: dict[str, str] = field(default_factory=dict)  # name -> normalized definition
+    privileges: list[str] = field(default_factory=list)  # "grantee:PRIVILEGE" (opt-in compare)
 
 
 @dataclass
@@ -101,6 +118,8 @@ class Sequence:
     max_value: int = 2**63 - 1
     increment: int = 1
     cycle: bool = False
+    start_value: int = 1
+    cache_size: int = 1
     last_value: int | None = None  # None: never used or not readable
     owned_by: str = ""  # "table.column"
     column_type: str = ""  # the owning column's type (caps the usable range)
@@ -116,6 +135,10 @@ class Snapshot:
     tables: dict[str, Table] = field(default_factory=dict)
     sequences: dict[str, Sequence] = field(default_factory=dict)
     enums: dict[str, list[str]] = field(default_factory=dict)  # enum type -> labels in order
+    namespaces: list[str] = field(default_factory=list)  # inspected schemas that exist
+    missing_schemas: list[str] = field(default_factory=list)  # asked for, but do not exist
+    functions: dict[str, str] = field(default_factory=dict)  # name(args) -> normalized definition
+    extensions: dict[str, str] = field(default_factory=dict)  # extension -> version
     # the source only declares what it lists; e.g. a YAML spec has no sequences
     complete: bool = True
 
@@ -133,19 +156,32 @@ class Snapshot:
                 "unique": sorted([list(u.columns) for u in t.unique]),
                 "foreign_keys": sorted(
                     [[list(f.columns), f.ref_table, list(f.ref_columns), f.on_delete,
-                      f.on_update] for f in t.foreign_keys]),
+                      f.on_update, f.deferrable, f.initially_deferred, f.validated]
+                     for f in t.foreign_keys]),
                 "indexes": sorted(
                     [[list(i.columns), i.unique, i.method, i.predicate, list(i.include)]
                      for i in t.indexes if not i.constraint]),
                 "checks": sorted(t.checks),
                 "definition": t.definition,
+                "persistence": t.persistence,
+                "partition_by": t.partition_by,
+                "partition_bound": t.partition_bound,
+                "inherits": sorted(t.inherits),
+                "exclusions": sorted(t.exclusions),
+                "triggers": dict(sorted(t.triggers.items())),
+                "rls": t.rls,
+                "policies": dict(sorted(t.policies.items())),
             }
         sequences = {
             s: _strip(asdict(self.sequences[s]), "name", "last_value")
             for s in sorted(self.sequences)
         }
         enums = {e: list(self.enums[e]) for e in sorted(self.enums)}
-        return {"tables": tables, "sequences": sequences, "enums": enums}
+        # privileges are compared only on request, so they stay out of the fingerprint
+        return {"tables": tables, "sequences": sequences, "enums": enums,
+                "schemas": sorted(self.namespaces),
+                "functions": dict(sorted(self.functions.items())),
+                "extensions": dict(sorted(self.extensions.items()))}
 
 
 def normalize_sql(text: str) -> str:

@@ -1,7 +1,8 @@
-"""Inspect a PostgreSQL schema with five set-based catalog queries over psycopg2.
+"""Inspect a PostgreSQL schema with set-based catalog queries over psycopg2.
 
-One query each for relations+columns, constraints, indexes, sequences and enum types, whatever
-the number of tables (plus one for foreign keys that point outside the inspected schemas).
+One query each for relations+columns, relation properties, constraints, indexes, sequences,
+enum types, triggers, RLS policies, functions, extensions and schemas, whatever the number of
+tables (plus one for foreign keys that point outside the inspected schemas).
 The session is read-only with a statement timeout, and nothing is ever written.
 """
 
@@ -39,22 +40,80 @@ RELATIONS_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relkind, inh.inhparent,
        a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
        pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
-       CASE WHEN c.relkind IN ('v', 'm') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END
+       CASE WHEN c.relkind IN ('v', 'm') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END,
+       co.collname
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits inh ON inh.inhrelid = c.oid AND c.relispartition
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+LEFT JOIN pg_type ty ON ty.oid = a.atttypid
+LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> ty.typcollation
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY(%(schemas)s)
 """
+
+# one row per relation: persistence, partitioning, inheritance, row security, grants
+RELINFO_SQL = """
+SELECT c.oid, c.relpersistence,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+       CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
+       c.relrowsecurity, c.relforcerowsecurity,
+       ARRAY(SELECT h.inhparent::bigint FROM pg_inherits h
+             WHERE h.inhrelid = c.oid AND NOT c.relispartition ORDER BY h.inhseqno),
+       CASE WHEN c.relacl IS NOT NULL THEN
+            ARRAY(SELECT coalesce(r.rolname, 'PUBLIC') || ':' || x.privilege_type
+                  FROM aclexplode(c.relacl) x LEFT JOIN pg_roles r ON r.oid = x.grantee
+                  WHERE x.grantee <> c.relowner) END
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY(%(schemas)s)
+"""
+
+TRIGGERS_SQL = """
+SELECT t.tgrelid, t.tgname, pg_get_triggerdef(t.oid)
+FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT t.tgisinternal AND n.nspname = ANY(%(schemas)s) {clone_filter}
+"""
+
+POLICIES_SQL = """
+SELECT p.polrelid, p.polname, p.polpermissive, p.polcmd,
+       ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END
+             FROM unnest(p.polroles) r ORDER BY 1),
+       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+FROM pg_policy p
+JOIN pg_class c ON c.oid = p.polrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY(%(schemas)s)
+"""
+
+# functions and procedures the schema itself defines (not those an extension installed)
+FUNCTIONS_SQL = """
+SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid)
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+LEFT JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+WHERE p.prokind IN ('f', 'p') AND d.objid IS NULL AND n.nspname = ANY(%(schemas)s)
+"""
+
+EXTENSIONS_SQL = """
+SELECT e.extname, e.extversion
+FROM pg_extension e
+JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE n.nspname = ANY(%(schemas)s)
+"""
+
+NAMESPACES_SQL = "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%(schemas)s)"
 
 CONSTRAINTS_SQL = """
 SELECT k.conrelid, k.conname, k.contype, k.conkey, k.confrelid, k.confkey,
        k.confdeltype, k.confupdtype, k.convalidated,
-       CASE WHEN k.contype = 'c' THEN pg_get_constraintdef(k.oid) END
+       CASE WHEN k.contype IN ('c', 'x') THEN pg_get_constraintdef(k.oid) END,
+       k.condeferrable, k.condeferred, k.conparentid <> 0
 FROM pg_constraint k
 JOIN pg_namespace n ON n.oid = k.connamespace
-WHERE k.contype IN ('p', 'u', 'f', 'c') AND k.conrelid <> 0 AND n.nspname = ANY(%(schemas)s)
+WHERE k.contype IN ('p', 'u', 'f', 'c', 'x') AND k.conrelid <> 0 AND n.nspname = ANY(%(schemas)s)
 """
 
 INDEXES_SQL = """
@@ -64,9 +123,10 @@ SELECT i.indrelid, ic.relname, i.indisunique, i.indisprimary, i.indisvalid, am.a
        CASE WHEN i.indexprs IS NOT NULL THEN
             ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
                   FROM generate_series(1, i.indnatts) k) END,
-       k.contype
+       k.contype, ih.inhparent IS NOT NULL
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
+LEFT JOIN pg_inherits ih ON ih.inhrelid = i.indexrelid
 JOIN pg_namespace n ON n.oid = ic.relnamespace
 JOIN pg_am am ON am.oid = ic.relam
 LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
@@ -76,7 +136,7 @@ WHERE n.nspname = ANY(%(schemas)s)
 
 SEQUENCES_SQL = """
 SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqmin, s.seqmax,
-       s.seqincrement, s.seqcycle,
+       s.seqincrement, s.seqcycle, s.seqstart, s.seqcache,
        CASE WHEN has_sequence_privilege(c.oid, 'SELECT') THEN pg_sequence_last_value(c.oid) END,
        d.refobjid, d.refobjsubid
 FROM pg_sequence s
@@ -147,29 +207,31 @@ class PgSession:
         self._conn: Any = None
 
     def inspect(self, schemas: list[str],
-                on_connect: Callable[[Callable[[], None]], None] | None = None) -> Snapshot:
+                on_connect: Callable[[Callable[[], None]], None] | None = None,
+                default_schema: str | None = None) -> Snapshot:
         reused = self._conn is not None and not self._conn.closed
         try:
-            return self._inspect_once(schemas, on_connect)
+            return self._inspect_once(schemas, on_connect, default_schema)
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             if not reused:
                 raise
         # the kept connection died between runs (server restart, idle kill): once more, fresh
-        return self._inspect_once(schemas, on_connect)
+        return self._inspect_once(schemas, on_connect, default_schema)
 
     def _inspect_once(self, schemas: list[str],
-                      on_connect: Callable[[Callable[[], None]], None] | None) -> Snapshot:
+                      on_connect: Callable[[Callable[[], None]], None] | None,
+                      default_schema: str | None = None) -> Snapshot:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self._url, self._statement_timeout, self._connect_timeout)
         conn = self._conn
         try:
             if on_connect is not None:
                 on_connect(conn.cancel)
-            rows = _read_catalog(conn, schemas)
+            rows = _read_catalog(conn, schemas, default_schema)
         except BaseException:
             self.close()
             raise
-        return build_snapshot(*rows)
+        return build_snapshot(rows)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -180,53 +242,63 @@ class PgSession:
 
 def inspect_postgres(url: str, schemas: list[str], statement_timeout: float,
                      connect_timeout: float,
-                     on_connect: Callable[[Callable[[], None]], None] | None = None) -> Snapshot:
-    """Read the schema over a fresh connection; `on_connect` receives a cancel function."""
+                     on_connect: Callable[[Callable[[], None]], None] | None = None,
+                     default_schema: str | None = None) -> Snapshot:
+    """Read the schema over a fresh connection; `on_connect` receives a cancel function.
+
+    `default_schema` names the schema whose objects get bare names (default: the current
+    schema when it is inspected, else the first inspected one)."""
     session = PgSession(url, statement_timeout, connect_timeout)
     try:
-        return session.inspect(schemas, on_connect)
+        return session.inspect(schemas, on_connect, default_schema)
     finally:
         session.close()
 
 
-def _read_catalog(conn: Any, schemas: list[str]) -> tuple[Any, ...]:
+def _read_catalog(conn: Any, schemas: list[str], default_schema: str | None = None
+                  ) -> dict[str, Any]:
     """Run the catalog queries in one read-only transaction (rolled back at the end)."""
+    rows: dict[str, Any] = {}
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT current_schema(), current_schemas(false)")
-            current, path = cur.fetchone()
+            cur.execute("SELECT current_schema(), current_schemas(false), "
+                        "current_setting('server_version_num')::int")
+            current, path, version = cur.fetchone()
             wanted = list(schemas) or [s for s in path if not s.startswith("pg_")]
-            default = current if current in wanted else (wanted[0] if wanted else "public")
+            default = default_schema or (
+                current if current in wanted else (wanted[0] if wanted else "public"))
             params = {"schemas": wanted}
-            cur.execute(RELATIONS_SQL, params)
-            relations = cur.fetchall()
-            cur.execute(CONSTRAINTS_SQL, params)
-            constraints = cur.fetchall()
-            cur.execute(INDEXES_SQL, params)
-            indexes = cur.fetchall()
-            cur.execute(SEQUENCES_SQL, params)
-            sequences = cur.fetchall()
-            cur.execute(ENUMS_SQL, params)
-            enums = cur.fetchall()
-            known = {row[0] for row in relations}
-            outside = sorted({row[4] for row in constraints if row[4] and row[4] not in known})
-            extra: list[tuple[Any, ...]] = []
+            # triggers cloned onto partitions (PostgreSQL 13+) follow their parent's
+            clone = "AND t.tgparentid = 0" if version >= 130000 else ""
+            for key, sql in (("relations", RELATIONS_SQL), ("relinfo", RELINFO_SQL),
+                             ("constraints", CONSTRAINTS_SQL), ("indexes", INDEXES_SQL),
+                             ("sequences", SEQUENCES_SQL), ("enums", ENUMS_SQL),
+                             ("triggers", TRIGGERS_SQL.format(clone_filter=clone)),
+                             ("policies", POLICIES_SQL), ("functions", FUNCTIONS_SQL),
+                             ("extensions", EXTENSIONS_SQL), ("namespaces", NAMESPACES_SQL)):
+                cur.execute(sql, params)
+                rows[key] = cur.fetchall()
+            known = {row[0] for row in rows["relations"]}
+            outside = sorted({row[4] for row in rows["constraints"]
+                              if row[4] and row[4] not in known})
+            rows["outside"] = []
             if outside:
                 cur.execute(OUTSIDE_SQL, {"oids": outside})
-                extra = cur.fetchall()
+                rows["outside"] = cur.fetchall()
     finally:
         if not conn.closed:
             conn.rollback()
-    return default, wanted, relations, constraints, indexes, sequences, extra, enums
+    rows["default"], rows["schemas"] = default, wanted
+    return rows
 
 
-def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, ...]],
-                   constraints: list[tuple[Any, ...]], indexes: list[tuple[Any, ...]],
-                   sequences: list[tuple[Any, ...]],
-                   outside: list[tuple[Any, ...]] = (),  # type: ignore[assignment]
-                   enums: list[tuple[Any, ...]] = ()) -> Snapshot:  # type: ignore[assignment]
-    """Assemble catalog rows into a Snapshot (pure; no database)."""
-    snap = Snapshot(dialect="postgresql", default_schema=default, schemas=list(schemas))
+_POLICY_CMDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+
+
+def build_snapshot(rows: dict[str, Any]) -> Snapshot:
+    """Assemble catalog rows (as _read_catalog returns them) into a Snapshot (pure)."""
+    default: str = rows["default"]
+    snap = Snapshot(dialect="postgresql", default_schema=default, schemas=list(rows["schemas"]))
     qualifiers = (f'"{default}".', f"{default}.")
 
     def unqualify(text: str) -> str:
@@ -241,7 +313,7 @@ def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, 
     tables = snap.tables
 
     for (oid, nsp, relname, relkind, parent, attnum, attname, typ, notnull, default_expr,
-         identity, generated, viewdef) in relations:
+         identity, generated, viewdef, collation) in rows["relations"]:
         table = tables.get(names.get(oid, ""))
         if table is None:
             key = names[oid] = relname if nsp == default else f"{nsp}.{relname}"
@@ -263,25 +335,41 @@ def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, 
         table.columns[attname] = Column(
             name=attname, type=normalize_type(typ), nullable=not notnull,
             default=normalize_default(default_expr),
-            identity={"a": "always", "d": "by default"}.get(identity or "", ""), generated=gen)
-    for oid, nsp, relname, attnum, attname in outside:
+            identity={"a": "always", "d": "by default"}.get(identity or "", ""), generated=gen,
+            collation=collation or "")
+    for oid, nsp, relname, attnum, attname in rows.get("outside", ()):
         names.setdefault(oid, relative_name(nsp, relname, default))
         attnames.setdefault(oid, {})[attnum] = attname
     for table in tables.values():  # partitions: parent oid -> name
         if table.partition_of:
             table.partition_of = names.get(int(table.partition_of), "")
+    for (oid, persistence, partkey, bound, rls, force_rls, parents,
+         acl) in rows.get("relinfo", ()):
+        table = tables.get(names.get(oid, ""))
+        if table is None:
+            continue
+        table.persistence = "unlogged" if persistence == "u" else "permanent"
+        table.partition_by = partkey or ""
+        table.partition_bound = unqualify(bound or "")
+        table.rls = "forced" if rls and force_rls else ("enabled" if rls else "")
+        table.inherits = [names.get(p, str(p)) for p in parents or ()]
+        table.privileges = sorted(acl or ())
 
     def cols(oid: int, nums: list[int] | None) -> tuple[str, ...]:
         m = attnames.get(oid, {})
         return tuple(m.get(n, str(n)) for n in nums or ())
 
     for (relid, conname, contype, conkey, frelid, confkey, deltype, updtype,
-         validated, checkdef) in constraints:
+         validated, condef, deferrable, deferred, inherited) in rows["constraints"]:
         table = tables.get(names.get(relid, ""))
         if table is None:
             continue
+        if inherited and table.partition_of:
+            continue  # a partition's copy of its parent's constraint: compared on the parent
         if contype == "c":
-            table.checks.append(normalize_sql(unqualify(checkdef or "")))
+            table.checks.append(normalize_sql(unqualify(condef or "")))
+        elif contype == "x":
+            table.exclusions.append(normalize_sql(unqualify(condef or "")))
         elif contype == "p":
             table.primary_key = PrimaryKey(columns=cols(relid, conkey), name=conname)
         elif contype == "u":
@@ -290,13 +378,14 @@ def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, 
             table.foreign_keys.append(ForeignKey(
                 columns=cols(relid, conkey), ref_table=names.get(frelid, str(frelid)),
                 ref_columns=cols(frelid, confkey), on_delete=normalize_action(deltype),
-                on_update=normalize_action(updtype), name=conname, validated=bool(validated)))
+                on_update=normalize_action(updtype), name=conname, validated=bool(validated),
+                deferrable=bool(deferrable), initially_deferred=bool(deferred)))
 
     for (relid, idxname, isunique, isprimary, isvalid, amname, pred, nkey, indkey, exprs,
-         contype) in indexes:
+         contype, inherited) in rows["indexes"]:
         table = tables.get(names.get(relid, ""))
-        if table is None:
-            continue
+        if table is None or (inherited and table.partition_of):
+            continue  # a partition's copy of its parent's index: compared on the parent
         m = attnames.get(relid, {})
         keys = [m.get(num, str(num)) if num else unqualify(exprs[pos] if exprs else "?")
                 for pos, num in enumerate(indkey)]
@@ -307,7 +396,8 @@ def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, 
             name=idxname, valid=bool(isvalid), method=amname, predicate=unqualify(pred or ""),
             constraint=constraint))
 
-    for nsp, seqname, dtype, smin, smax, incr, cycle, last, owner, ownercol in sequences:
+    for (nsp, seqname, dtype, smin, smax, incr, cycle, start, cache, last, owner,
+         ownercol) in rows["sequences"]:
         key = relative_name(nsp, seqname, default)
         owned_by = column_type = ""
         owner_table = tables.get(names.get(owner, "")) if owner else None
@@ -318,15 +408,39 @@ def build_snapshot(default: str, schemas: list[str], relations: list[tuple[Any, 
                 column_type = owner_table.columns[col].type
         snap.sequences[key] = Sequence(
             name=key, data_type=normalize_type(dtype), min_value=int(smin), max_value=int(smax),
-            increment=int(incr), cycle=bool(cycle),
-            last_value=None if last is None else int(last), owned_by=owned_by,
-            column_type=column_type)
+            increment=int(incr), cycle=bool(cycle), start_value=int(start),
+            cache_size=int(cache), last_value=None if last is None else int(last),
+            owned_by=owned_by, column_type=column_type)
 
-    for nsp, typname, labels in enums:
+    for nsp, typname, labels in rows["enums"]:
         snap.enums[relative_name(nsp, typname, default)] = list(labels)
+
+    for relid, tgname, tgdef in rows.get("triggers", ()):
+        table = tables.get(names.get(relid, ""))
+        if table is not None:
+            table.triggers[tgname] = normalize_sql(unqualify(tgdef))
+    for relid, polname, permissive, cmd, roles, qual, check in rows.get("policies", ()):
+        table = tables.get(names.get(relid, ""))
+        if table is None:
+            continue
+        text = (f"AS {'PERMISSIVE' if permissive else 'RESTRICTIVE'} FOR "
+                f"{_POLICY_CMDS.get(cmd, cmd)} TO {', '.join(roles)}")
+        if qual:
+            text += f" USING ({unqualify(qual)})"
+        if check:
+            text += f" WITH CHECK ({unqualify(check)})"
+        table.policies[polname] = normalize_sql(text)
+    for nsp, proname, args, fdef in rows.get("functions", ()):
+        key = relative_name(nsp, f"{proname}({unqualify(args)})", default)
+        snap.functions[key] = normalize_sql(unqualify(fdef))
+    snap.extensions = {name: version for name, version in rows.get("extensions", ())}
+    existing = {n for (n,) in rows.get("namespaces", ())}
+    snap.namespaces = sorted(existing - {default})
+    snap.missing_schemas = [n for n in snap.schemas if n not in existing]
 
     for table in tables.values():
         table.checks.sort()
+        table.exclusions.sort()
         table.unique.sort(key=lambda u: u.columns)
         table.foreign_keys.sort(key=lambda f: (f.columns, f.ref_table, f.ref_columns))
         table.indexes.sort(key=lambda i: (i.columns, i.name))

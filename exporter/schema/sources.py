@@ -46,19 +46,32 @@ def load_expected(exp: ExpectedSchemaConfig, live: Snapshot, cfg: SchemaCheckCon
     if exp.sqlalchemy_metadata is not None:
         return snapshot_from_metadata(load_metadata(exp.sqlalchemy_metadata), live)
     if exp.reference is not None:
+        from .checks import require_schemas
         from .inspect import inspect_url
 
         url = exp.reference.resolve_url("expected.reference.url")
         redactor.add_url(url)
-        return inspect_url(url, exp.reference_schemas, cfg.statement_timeout_seconds,
-                           cfg.connect_timeout_seconds)
+        try:
+            ref = inspect_url(url, exp.reference_schemas, cfg.statement_timeout_seconds,
+                              cfg.connect_timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - say which database could not be read
+            raise ReferenceUnreachable(redactor.describe(exc)) from None
+        require_schemas(ref, "expected.reference_schemas", "reference")
+        return ref
     assert exp.sql_file is not None
     scratch = None
     if exp.scratch is not None:
         scratch = exp.scratch.resolve_url("expected.scratch.url")
         redactor.add_url(scratch)
     return snapshot_from_sql(exp.sql_file, live.dialect, scratch, cfg.statement_timeout_seconds,
-                             cfg.connect_timeout_seconds)
+                             cfg.connect_timeout_seconds, live)
+
+
+class ReferenceUnreachable(Exception):
+    """The reference (expected) database could not be inspected; the message is safe."""
+
+    def __str__(self) -> str:
+        return f"cannot inspect the reference database: {self.args[0]}"
 
 
 def _split(name: str, live: Snapshot) -> str:
@@ -107,6 +120,9 @@ def snapshot_from_spec(spec: SchemaSpec, live: Snapshot) -> Snapshot:
         name = _split(raw_name, live)
         snap.tables.setdefault(name, Table(name=name, kind="required"))
     snap.enums = {_split(k, live): list(v) for k, v in spec.enums.items()}
+    # a declared name, no definition: any overload of that name satisfies it
+    snap.functions = {_split(f, live): "" for f in spec.functions}
+    snap.extensions = {e: "" for e in spec.extensions}
     return snap
 
 
@@ -208,8 +224,9 @@ def snapshot_from_metadata(metadata: Any, live: Snapshot) -> Snapshot:
 
 
 def snapshot_from_sql(path: Path, dialect: str, scratch_url: str | None,
-                      statement_timeout: float, connect_timeout: float) -> Snapshot:
-    """Load a SQL file into a throwaway schema (PostgreSQL) or a temporary SQLite file."""
+                      statement_timeout: float, connect_timeout: float,
+                      live: Snapshot | None = None) -> Snapshot:
+    """Load a SQL file into a throwaway database (PostgreSQL) or a temporary SQLite file."""
     try:
         sql = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -220,7 +237,8 @@ def snapshot_from_sql(path: Path, dialect: str, scratch_url: str | None,
             raise ConfigError(None, "expected.scratch",
                               "sql_file against PostgreSQL needs a scratch database "
                               "(the target is never written to)")
-        return _sql_into_pg_scratch(sql, scratch_url, statement_timeout, connect_timeout)
+        return _sql_into_pg_scratch(path, strip_psql_meta_commands(sql, path), scratch_url,
+                                    statement_timeout, connect_timeout, live)
     with tempfile.TemporaryDirectory(prefix="vigil-schema-") as tmp:
         db = Path(tmp) / "expected.db"
         conn = sqlite3.connect(db)
@@ -234,31 +252,105 @@ def snapshot_from_sql(path: Path, dialect: str, scratch_url: str | None,
         return inspect_sqlalchemy(f"sqlite:///{db}", [], connect_timeout)
 
 
-def _sql_into_pg_scratch(sql: str, scratch_url: str, statement_timeout: float,
-                         connect_timeout: float) -> Snapshot:
+# psql meta-commands a schema file cannot be loaded without following them
+_UNFOLLOWABLE = {"c", "connect", "i", "include", "ir", "include_relative", "copy", "gexec",
+                 "g", "gset", "if", "elif", "else", "endif"}
+
+
+def strip_psql_meta_commands(sql: str, path: Path | None = None) -> str:
+    """Blank out psql meta-command lines (`\\restrict`, `\\unrestrict`, `\\set`, ...) that
+    `pg_dump` writes and the server does not understand, keeping line numbers.
+
+    Meta-commands that change what is loaded (`\\connect`, `\\i`, `\\copy`, `\\if`, ...)
+    are an error naming the line: silently skipping them would load something else."""
+    out = []
+    for number, line in enumerate(sql.split("\n"), 1):
+        stripped = line.lstrip()
+        if stripped.startswith("\\") and not stripped.startswith("\\."):
+            command = stripped[1:].split(None, 1)[0] if len(stripped) > 1 else ""
+            if command in _UNFOLLOWABLE:
+                raise ConfigError(path, "expected.sql_file",
+                                  f"line {number}: psql meta-command \\{command} cannot be "
+                                  "followed when loading a schema; remove it")
+            out.append("")
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _scratch_schemas(conn: Any, live: Snapshot | None) -> tuple[list[str], str]:
+    """Which schemas of the loaded scratch database line up with the live inspection.
+
+    A file with schema-qualified names (what `pg_dump -s` writes) created the live schemas
+    themselves; an unqualified file loaded into `public`, which then stands for the live
+    default schema."""
+    wanted = list(live.schemas) if live is not None else []
+    default = live.default_schema if live is not None else "public"
+    with conn.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)",
+                    (wanted + ["public"],))
+        existing = {row[0] for row in cur.fetchall()}
+    if default in existing:
+        return [s for s in wanted if s in existing] or [default], default
+    return ["public"] + [s for s in wanted if s in existing and s != "public"], "public"
+
+
+def _sql_into_pg_scratch(path: Path, sql: str, scratch_url: str, statement_timeout: float,
+                         connect_timeout: float, live: Snapshot | None) -> Snapshot:
+    """Create a fresh database on the scratch server, load the file, inspect it, drop it.
+
+    A database of its own (not a schema) keeps schema-qualified names inside it, and leaves
+    nothing behind for the next run, whether the load worked or not."""
     import psycopg2
+    from sqlalchemy.engine import make_url
 
     from .pg import connect_kwargs, inspect_postgres
 
-    schema = f"vigil_scratch_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(**connect_kwargs(scratch_url, connect_timeout))
+    name = f"vigil_scratch_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(**connect_kwargs(scratch_url, connect_timeout))
     try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE SCHEMA "{schema}"')
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            try:
+                cur.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+            except psycopg2.Error as exc:
+                raise ConfigError(None, "expected.scratch", "cannot create a scratch database "
+                                  f"(the scratch user needs CREATEDB): {_pg_message(exc)}"
+                                  ) from None
         try:
-            conn.autocommit = False
-            with conn.cursor() as cur:
-                cur.execute("SET LOCAL statement_timeout = %s", (int(statement_timeout * 1000),))
-                cur.execute(f'SET LOCAL search_path = "{schema}"')
-                cur.execute(sql)
-            conn.commit()
-            snap = inspect_postgres(scratch_url, [schema], statement_timeout, connect_timeout)
+            db_url = make_url(scratch_url).set(database=name).render_as_string(
+                hide_password=False)
+            conn = psycopg2.connect(**connect_kwargs(db_url, connect_timeout))
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SET statement_timeout = %s", (int(statement_timeout * 1000),))
+                    try:
+                        cur.execute(sql)
+                    except psycopg2.Error as exc:
+                        raise ConfigError(path, "expected.sql_file", _load_error(sql, exc)
+                                          ) from None
+                conn.commit()
+                schemas, default = _scratch_schemas(conn, live)
+            finally:
+                conn.close()
+            return inspect_postgres(db_url, schemas, statement_timeout, connect_timeout,
+                                    default_schema=default)
         finally:
-            conn.rollback()
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}"'
+                            + (" WITH (FORCE)" if admin.server_version >= 130000 else ""))
     finally:
-        conn.close()
-    return snap
+        admin.close()
+
+
+def _pg_message(exc: Any) -> str:
+    return (getattr(exc, "pgerror", None) or str(exc)).strip().splitlines()[0]
+
+
+def _load_error(sql: str, exc: Any) -> str:
+    """`line N: ERROR: ...` for a statement of the file that failed."""
+    line = ""
+    position = getattr(getattr(exc, "diag", None), "statement_position", None)
+    if position and str(position).isdigit():
+        line = f"line {sql[:int(position)].count(chr(10)) + 1}: "
+    return f"{line}cannot load into the scratch database: {_pg_message(exc)}"

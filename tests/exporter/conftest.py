@@ -12,6 +12,7 @@ import pytest
 from vigil.demo.client import DemoTarget, start_demo_target
 
 from tests.exporter.helpers import restore_target
+from tests.exporter.servers import Servers
 
 
 @pytest.fixture(scope="module")
@@ -29,3 +30,13 @@ def shared_demo_target(_module_demo_target: DemoTarget) -> Iterator[DemoTarget]:
     """The module's demo target; faults and config drift are undone after the test."""
     yield _module_demo_target
     restore_target(_module_demo_target)
+
+
+@pytest.fixture
+def servers() -> Iterator[Servers]:
+    """Third-party framework servers on loopback, stopped after the test."""
+    started = Servers()
+    try:
+        yield started
+    finally:
+        started.close()

@@ -4,9 +4,7 @@ well-known misconfiguration: aiohttp-cors and Starlette's CORSMiddleware (under 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp_cors
@@ -16,7 +14,7 @@ from pytest_aiohttp import AiohttpServer
 from vigil.exporter.config import parse_config
 
 from tests.exporter.helpers import arun_checks, rules
-from vigil.procs import free_port
+from tests.exporter.servers import Servers, starlette_cors_app
 
 APP = "https://app.example.com"
 
@@ -103,42 +101,9 @@ async def test_aiohttp_cors_exact_origins_only_lacks_vary(aiohttp_server: Aiohtt
 
 
 @pytest.fixture
-def starlette_server() -> Iterator[Callable[..., str]]:
+def starlette_server(servers: Servers) -> Callable[..., str]:
     """Serve a Starlette app with CORSMiddleware(**options) under uvicorn on loopback."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.middleware.cors import CORSMiddleware
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    async def items(_: Any) -> JSONResponse:
-        return JSONResponse({"ok": True})
-
-    def start(**options: Any) -> str:
-        app = Starlette(
-            routes=[Route("/api/items", items, methods=["GET", "POST", "PATCH"])],
-            middleware=[Middleware(CORSMiddleware, **options)],
-        )
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(5)
+    return lambda **options: servers.asgi(starlette_cors_app(**options))
 
 
 async def test_starlette_origin_regex_too_broad(starlette_server: Callable[..., str]) -> None:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 from vigil.demo.client import DemoTarget
+from vigil.exporter.config import parse_config
 
-from tests.exporter.helpers import RELAXED_BUDGET, demo_config, restore_target, rules, run_checks
+from tests.exporter.helpers import (
+    RELAXED_BUDGET,
+    arun_checks,
+    demo_config,
+    restore_target,
+    rules,
+    run_checks,
+)
+
+APP = "https://app.example.com"
 
 
 def test_endpoints_status_latency_and_body(shared_demo_target: DemoTarget, tmp_path: Path) -> None:
@@ -101,3 +115,40 @@ def test_journey_reports_status_and_body_breaks(
     steps[0].latency_budget = 0.1
     result = run_checks(config)["journeys"]
     assert rules(result) == {"journey_latency_over_budget"}
+
+
+async def test_journey_step_failures_name_the_step(aiohttp_server: AiohttpServer) -> None:
+    """A wrong status, a missing capture and a step that never answers are each reported at
+    the step, with the severity docs/checks/journeys.md gives (held by the helpers)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/slow":
+            await asyncio.sleep(2)
+        headers = {"Access-Control-Allow-Origin": APP, "Access-Control-Allow-Credentials": "true",
+                   "Vary": "Origin"}
+        return web.json_response({"name": "x"}, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = await aiohttp_server(app)
+
+    def journey(name: str, **step: Any) -> dict[str, Any]:
+        return {"name": name, "origin": APP, "steps": [{"name": "only", "path": "/x", **step}]}
+
+    config = parse_config({"targets": [{
+        "name": "j",
+        "base_url": str(server.make_url("")).rstrip("/"),
+        "journeys": {"request_timeout": 0.5, "items": [
+            journey("status", expect_status=[201]),
+            journey("capture", capture={"id": "$.id"}),
+            journey("timeout", path="/slow"),
+        ]},
+    }]})
+    result = (await arun_checks(config))["journeys"]
+    assert result.success, result.error
+    found = {(f.rule, f.subject, f.severity.value) for f in result.findings}
+    assert found == {
+        ("journey_unexpected_status", "status/only", "critical"),
+        ("journey_capture_missing", "capture/only", "critical"),
+        ("journey_request_failed", "timeout/only", "critical"),
+    }, found

@@ -10,6 +10,7 @@ import yaml
 from vigil.exporter.config import parse_config
 from vigil.exporter.env import write_baseline
 
+from tests.exporter.docs_claims import assert_documented
 from tests.exporter.helpers import rules, run_checks
 
 STRONG = "Zq8v2LmR4xT9wK1pN6bYc3Hd"  # 24 chars, mixed
@@ -91,6 +92,7 @@ def test_each_problem_is_found(
     )
     result = run_checks(cfg)["env"]
     assert (rule, variable) in {(f.rule, f.subject) for f in result.findings}, result.findings
+    assert_documented("env", result)  # docs/checks/env.md gives each of them this severity
     valid = {lab["variable"]: v for lab, v in result.samples["vigil_env_valid"]}
     assert valid[variable] == 0.0
     for value in change.values():
@@ -157,6 +159,16 @@ def test_baseline_drift_by_salted_hash(tmp_path: Path) -> None:
     samples = {lab["variable"]: v for lab, v in result.samples["vigil_env_drift"]}
     assert samples["API_KEY"] == 1.0 and samples["PORT"] == 0.0
 
+    # A variable added to the spec after the baseline was recorded is info, not drift.
+    grown = env_config(
+        tmp_path, [*SPEC, {"name": "REGION", "required": False}], source="dotenv",
+        file=str(env_file), baseline_file=str(baseline),
+    )
+    result = run_checks(grown)["env"]
+    assert ("baseline_unknown_variable", "REGION", "info") in {
+        (f.rule, f.subject, f.severity.value) for f in result.findings
+    }
+
 
 def test_record_missing_baseline_trusts_first_use(tmp_path: Path) -> None:
     env_file = write_dotenv(tmp_path / ".env", GOOD)
@@ -172,3 +184,45 @@ def test_record_missing_baseline_trusts_first_use(tmp_path: Path) -> None:
     assert run_checks(cfg)["env"].findings == [] and baseline.exists()
     write_dotenv(env_file, {**GOOD, "PORT": "8081"})
     assert {f.subject for f in run_checks(cfg)["env"].findings if f.rule == "drift"} == {"PORT"}
+
+
+def test_min_length_is_critical_for_values_and_a_warning_for_secrets(tmp_path: Path) -> None:
+    """As docs/checks/env.md says: `invalid` (critical) for a plain value, `secret_weak`
+    (warning) for a secret."""
+    spec = [
+        {"name": "REGION", "min_length": 8},
+        {"name": "TOKEN", "secret": True, "min_length": 40},
+    ]
+    env_file = write_dotenv(tmp_path / ".env", {"REGION": "eu", "TOKEN": STRONG})
+    result = run_checks(env_config(tmp_path, spec, source="dotenv", file=str(env_file)))["env"]
+    found = {(f.rule, f.subject, f.severity.value) for f in result.findings}
+    assert found == {("invalid", "REGION", "critical"), ("secret_weak", "TOKEN", "warning")}
+    assert_documented("env", result)
+
+
+def test_a_dotenv_file_the_app_loads_never_stops_the_check(tmp_path: Path) -> None:
+    """python-dotenv accepts multi-line quoted values, spaces around `=`, dotted keys and bare
+    keys; an unparsable line is a warning naming its number, and the rest is still judged."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# app settings\n"
+        "export PORT = 8080\n"
+        'CERT="-----BEGIN-----\nabc\n-----END-----"\n'
+        "feature.flag=on\n"
+        "LEGACY\n"
+        'API_KEY="canary-unterminated\n'
+        "LOG_LEVEL=verbose\n"
+    )
+    spec: list[dict[str, Any]] = [
+        {"name": "PORT", "type": "port"},
+        {"name": "CERT", "pattern": "(?s)-----BEGIN-----.*-----END-----"},
+        {"name": "FLAG", "key": "feature.flag", "type": "bool"},
+        {"name": "LOG_LEVEL", "type": "enum", "values": ["debug", "info"]},
+    ]
+    result = run_checks(env_config(tmp_path, spec, source="dotenv", file=str(env_file)))["env"]
+    assert result.success, result.error
+    found = {(f.rule, f.subject, f.severity.value) for f in result.findings}
+    assert found == {("dotenv_unparsable", ".env", "warning"), ("invalid", "LOG_LEVEL", "critical")}
+    unparsable = next(f for f in result.findings if f.rule == "dotenv_unparsable")
+    assert "line(s) 8," in unparsable.message and "canary" not in unparsable.message
+    assert_documented("env", result)

@@ -3,19 +3,18 @@ TLS certificate against a real HTTPS server with a short-lived self-signed certi
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 from vigil.demo.client import DemoTarget
 from vigil.exporter.config import parse_config
 
 from tests.exporter.helpers import arun_checks, demo_config, restore_target, run_checks
+from tests.harness import require_binary
 
 CASES: list[tuple[dict[str, Any], set[tuple[str, str]]]] = [
     ({"security_headers": {"X-Content-Type-Options": ""}}, {("nosniff_missing", "/api/v1/items")}),
@@ -50,9 +49,7 @@ def test_security_misconfigurations_on_the_demo_target(
 
 
 def make_cert(directory: Path, days: int) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl not installed")
+    openssl = require_binary("openssl")
     cert, key = directory / f"cert{days}.pem", directory / f"key{days}.pem"
     subprocess.run(
         [
@@ -96,7 +93,14 @@ async def https_server(
 
 
 # aiohttp announces "Python/3.x aiohttp/3.y" by default; the check rightly reports that.
-SAFE = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Server": "test"}
+SAFE = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Server": "test",
+    "Content-Security-Policy": "default-src 'self'; object-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 
 
 async def test_tls_expiry_and_hsts(aiohttp_server: AiohttpServer, tmp_path: Path) -> None:

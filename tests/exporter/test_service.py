@@ -122,6 +122,10 @@ def test_exposition_passes_promtool_and_prometheus_scrapes_it(
         == 0.0
     )
     assert sample(text, "vigil_endpoint_up", target="demo", endpoint="items") == 1.0
+    # The demo serves plain http with every header: the Observatory's -20 for no https
+    # redirect and -20 for no HSTS leave 60 (C+), under 90, so its bonuses do not count.
+    observatory = {"target": "demo", "path": "/api/v1/items", "grade": "C+"}
+    assert sample(text, "vigil_security_observatory_score", **observatory) == 60.0
     assert sample(text, "vigil_env_valid", target="demo", variable="DEMO_API_KEY") == 1.0
     score = sample(text, "vigil_config_score", target="demo")
     assert score is not None and 0 < score < 100

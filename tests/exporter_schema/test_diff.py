@@ -172,7 +172,7 @@ async def test_demo_metadata_on_a_fresh_database_reports_nothing(pg_url: str) ->
     assert result.findings == []
 
 
-async def test_sql_file_is_loaded_into_a_scratch_schema_and_dropped(
+async def test_sql_file_is_loaded_into_a_scratch_database_and_dropped(
         pg_url: str, postgres_server_url: str, tmp_path: Path) -> None:
     run_sql(pg_url, SHOP.replace("varchar(100)", "varchar(200)"))
     sql_file = tmp_path / "migrations.sql"
@@ -183,8 +183,8 @@ async def test_sql_file_is_loaded_into_a_scratch_schema_and_dropped(
     engine = sa.create_engine(postgres_server_url.replace("postgresql://",
                                                           "postgresql+psycopg2://"))
     with engine.connect() as conn:
-        left = conn.execute(sa.text("SELECT count(*) FROM pg_namespace "
-                                    "WHERE nspname LIKE 'vigil_scratch_%'")).scalar_one()
+        left = conn.execute(sa.text("SELECT count(*) FROM pg_database "
+                                    "WHERE datname LIKE 'vigil_scratch_%'")).scalar_one()
     engine.dispose()
     assert left == 0
 

@@ -103,10 +103,16 @@ def test_overfit_band_with_realistic_noise_does_not_flag(seed: int) -> None:
     assert st.halfwidth is not None and 1.5 < st.halfwidth < 2.5  # the series' own ~95% error
 
 
-def test_white_noise_never_flags() -> None:
+def test_white_noise_rarely_flags_and_never_for_long() -> None:
     rng = np.random.default_rng(11)
-    flags, _ = _replay(100.0 + rng.normal(0.0, 1.0, 600), _config())
-    assert not any(flags)
+    cfg = _config()
+    flags, _ = _replay(100.0 + rng.normal(0.0, 1.0, 2000), cfg)
+    # two points in three beyond a 99% band: about 3 in 10,000 for independent errors
+    assert sum(flags) <= 0.01 * len(flags)
+    assert _longest_run(flags) <= 2 * cfg.anomaly_window
+    # the 3-of-5 rule at the published 95% band never flags this noise
+    strict = _config(anomaly_coverage=0.95, anomaly_points=3, anomaly_window=5)
+    assert not any(_replay(100.0 + rng.normal(0.0, 1.0, 600), strict)[0])
 
 
 def test_the_flag_waits_for_the_minimum_of_out_of_sample_residuals() -> None:
@@ -131,11 +137,14 @@ def test_level_shift_after_calibration_is_flagged_and_stays_flagged(seed: int) -
     assert all(flags[202:])
 
 
-def test_level_shift_in_white_noise_is_flagged_on_its_third_point() -> None:
+@pytest.mark.parametrize(("points", "window"), [(2, 3), (3, 5)])
+def test_level_shift_in_white_noise_is_flagged_on_its_nth_point(points: int, window: int
+                                                                 ) -> None:
     values = 100.0 + np.random.default_rng(12).normal(0.0, 1.0, 300)
     values[200:] += 6.0
-    flags, st = _replay(values, _config())
-    assert not any(flags[195:202]) and all(flags[202:])  # on the third shifted point
+    flags, st = _replay(values, _config(anomaly_points=points, anomaly_window=window))
+    first = 200 + points - 1  # on the points-th shifted point
+    assert not any(flags[195:first]) and all(flags[first:])
     assert st.halfwidth is not None and st.halfwidth < 3.0  # the shift did not widen it
 
 
@@ -160,3 +169,14 @@ def test_the_calibration_window_keeps_the_latest_residuals() -> None:
     cfg = _config(calibration_window=50, calibration_min_points=40)
     _, st = _replay(100.0 + _noise(200, 3), cfg)
     assert len(st.residuals) == 50
+
+
+def test_the_hold_keeps_the_flag_up_after_the_rule_last_held() -> None:
+    values = 100.0 + np.random.default_rng(13).normal(0.0, 1.0, 300)
+    values[200:203] += 8.0  # three shifted points, then back to normal
+    held, _ = _replay(values, _config(anomaly_hold=10))
+    plain, _ = _replay(values, _config(anomaly_hold=0))
+    last = max(i for i in range(len(plain)) if plain[i])
+    assert 200 <= last <= 203
+    assert all(held[201:last + 11]) and not held[last + 11]
+    assert not any(plain[last + 1:last + 11])

@@ -12,6 +12,7 @@ from vigil.forecaster.config import load_config
 from vigil.forecaster.engine import Engine
 
 from tests.harness import prom_value, wait_for
+from vigil.paths import RULES_DIR
 from vigil.procs import prometheus_config
 
 pytestmark = pytest.mark.integration
@@ -21,7 +22,9 @@ BUNDLED = Path(__file__).resolve().parents[2] / "deploy" / "forecasts.yml"
 
 def test_bundled_disk_and_memory_forecasts_on_the_demo_target(demo_target: Any,
                                                                prometheus_factory: Any) -> None:
-    _, url = prometheus_factory(prometheus_config({"demo": [demo_target.host_port]}))
+    # the forecasts read the generic signals, which rules/signals.rules.yml records
+    _, url = prometheus_factory(prometheus_config({"demo": [demo_target.host_port]},
+                                                  rule_files=[RULES_DIR / "signals.rules.yml"]))
     growth = 2 * 1024 * 1024  # 2 MiB/s against a 256 MiB volume
     demo_target.inject(disk_growth_bytes_per_second=growth)
     wait_for(lambda: (prom_value(url, 'count_over_time(demo_disk_usage_bytes{job="demo"}[1m])')

@@ -77,7 +77,12 @@ def test_every_alert_has_a_runbook_section_and_no_section_is_orphaned() -> None:
     sections = runbook_anchors()
     alerts = {f"alert-name-{r.name.lower()}": r.name for r in load_rules() if r.is_alert}
     assert sorted(set(alerts) - set(sections)) == []
-    orphans = sorted(a for a in sections if a.startswith("alert-name-") and a not in alerts)
+    # alerts `vigil rules generate` emits only for services with that signal (not the demo's)
+    from vigil.rulegen import SIGNAL_ALERTS
+
+    generated = {f"alert-name-{args[0].lower()}" for _, args, _ in SIGNAL_ALERTS}
+    orphans = sorted(a for a in sections
+                     if a.startswith("alert-name-") and a not in alerts and a not in generated)
     assert orphans == []
     for anchor, name in alerts.items():
         text = sections[anchor]
