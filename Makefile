@@ -11,7 +11,7 @@ export VIGIL_TEST_DATABASE_URL
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test,bench]'
+	$(BIN)/python -m pip install -e '.[test,bench,reference]'
 	touch $(STAMP)
 
 system-deps:

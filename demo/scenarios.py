@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from vigil.demo.stack import Stack, stop_on_sigterm
@@ -36,18 +36,34 @@ MiB = 1024 * 1024
 # exporter probes (deploy/exporter.yml): the probes' findings lower the score.
 
 
+class LoopStack(Protocol):
+    """What the runner needs of a stack: the demo's (demo/stack.py) or the reference one
+    (demo/reference.py)."""
+
+    workdir: Path
+
+    def url(self, name: str) -> str: ...
+
+    def query(self, expr: str) -> list[dict[str, Any]]: ...
+
+    def start(self, log: Callable[[str], None] = ...) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Context:
     """What a scenario's hooks can reach."""
 
-    stack: Stack
+    stack: LoopStack
     t0: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def target(self) -> Any:
-        assert self.stack.target is not None
-        return self.stack.target
+        target = getattr(self.stack, "target", None)
+        assert target is not None, "this stack has no demo target"
+        return target
 
     def metric(self, name: str) -> float:
         value = self.target.metric(name)
@@ -71,6 +87,8 @@ class Scenario:
     recover_after: float = 0.0
     primary_metric: str = ""  # PromQL drawn in the timeline
     forecast: str = ""  # the forecaster's forecast of that metric, drawn as a band
+    undo: Callable[[Context], None] | None = None  # default: undo() of the demo target
+    stack: str = "demo"  # the stack it runs on: demo | reference (demo/reference.py)
 
 
 def _growth(fault: str, used: str | None, capacity: str, rate: float) -> Callable[[Context], None]:
@@ -233,12 +251,13 @@ class ScenarioResult:
     human_deliveries: list[str]
     series: list[tuple[float, float]] = field(default_factory=list)
     forecast: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    stack: str = "demo"
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def _query_range(stack: Stack, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+def _query_range(stack: LoopStack, expr: str, start: float, end: float) -> list[dict[str, Any]]:
     params: dict[str, str | float] = {"query": expr, "start": start, "end": end, "step": "1s"}
     resp = requests.get(f"{stack.url('prometheus')}/api/v1/query_range", timeout=10,
                         params=params)
@@ -246,7 +265,7 @@ def _query_range(stack: Stack, expr: str, start: float, end: float) -> list[dict
     return list(resp.json()["data"]["result"])
 
 
-def firing_alerts(stack: Stack, start: float, end: float,
+def firing_alerts(stack: LoopStack, start: float, end: float,
                   labels: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, float]]:
     """First and last firing time of each alert name, from Prometheus' ALERTS series
     (and, into `labels`, the labels of each name's earliest series)."""
@@ -263,7 +282,7 @@ def firing_alerts(stack: Stack, start: float, end: float,
     return out
 
 
-def ranked_root_cause(stack: Stack, alerts: dict[str, dict[str, float]],
+def ranked_root_cause(stack: LoopStack, alerts: dict[str, dict[str, float]],
                       labels: dict[str, dict[str, str]]) -> str | None:
     """The remediator's root-cause ranking applied to the run's new alerts (the same evidence
     and weights; read from Prometheus), including alerts that never reach the remediator."""
@@ -277,7 +296,7 @@ def ranked_root_cause(stack: Stack, alerts: dict[str, dict[str, float]],
     return top_root_cause(batch, prometheus_url=stack.url("prometheus"), procedures=procedures)
 
 
-def _incidents(stack: Stack, since: float) -> list[dict[str, Any]]:
+def _incidents(stack: LoopStack, since: float) -> list[dict[str, Any]]:
     """The remediator's incident rows opened since a time (its SQLite store in the demo)."""
     db = stack.workdir / "state" / "remediator.db"
     if not db.exists():
@@ -340,15 +359,21 @@ def undo(stack: Stack, ctx: Context | None = None) -> None:
     target.admin("POST", "/admin/disk/cleanup")
 
 
-def settle(stack: Stack, timeout: float = 60.0) -> None:
-    """Wait until no alert is pending or firing for 3 s (or `timeout` passes: what still
-    fires then is reported by the next scenario as carried over)."""
+# The runner reads the ALERTS series from this long before the injection (an alert that the
+# fault raises at once is then not missed), so settle() waits at least this long in quiet:
+# an earlier alert inside the window would count as carried over.
+LOOKBACK = 5.0
+
+
+def settle(stack: LoopStack, timeout: float = 60.0) -> None:
+    """Wait until no alert is pending or firing for LOOKBACK + 1 s (or `timeout` passes: what
+    still fires then is reported by the next scenario as carried over)."""
     deadline = time.monotonic() + timeout
     quiet_since: float | None = None
     while time.monotonic() < deadline:
         if not stack.query("ALERTS"):
             quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since >= 3:
+            if time.monotonic() - quiet_since >= LOOKBACK + 1:
                 return
         else:
             quiet_since = None
@@ -370,7 +395,7 @@ def _settled(scenario: Scenario, incidents: list[dict[str, Any]], alerts: dict[s
     return False
 
 
-def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: float | None = None,
+def run_scenario(stack: LoopStack, scenario: Scenario, human: Any, *, duration: float | None = None,
                  log: Callable[[str], None] = print) -> ScenarioResult:
     """Inject one scenario's fault, watch the real loop, and measure it."""
     ctx = Context(stack)
@@ -393,7 +418,7 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
             scenario.recover(ctx)
             recovered = True
             log(f"[{scenario.name}] +{now - ctx.t0:.0f}s the dependency recovers")
-        alerts = firing_alerts(stack, ctx.t0 - 5, now)
+        alerts = firing_alerts(stack, ctx.t0 - LOOKBACK, now)
         for name, span in sorted(alerts.items(), key=lambda kv: kv[1]["first"]):
             if name not in seen:
                 seen.add(name)
@@ -406,7 +431,7 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
     end = time.time()
     time.sleep(2)  # let the last evaluation land
     labels: dict[str, dict[str, str]] = {}
-    alerts = firing_alerts(stack, ctx.t0 - 5, end, labels)
+    alerts = firing_alerts(stack, ctx.t0 - LOOKBACK, end, labels)
     carried = sorted(n for n, span in alerts.items() if span["first"] < ctx.t0)
     alerts = {n: span for n, span in alerts.items() if n not in carried}
     top_cause = ranked_root_cause(stack, alerts, labels) if scenario.kind != "control" else None
@@ -471,9 +496,13 @@ def run_scenario(stack: Stack, scenario: Scenario, human: Any, *, duration: floa
         recovery_seconds=recovery, outcome=outcome,
         root_cause_detected=scenario.root_cause in alerts, root_cause_ranked_first=top_cause,
         incidents=mine,
-        human_deliveries=human_alerts, series=series, forecast=forecast)
+        human_deliveries=human_alerts, series=series, forecast=forecast, stack=scenario.stack)
     log(f"[{scenario.name}] outcome {outcome}" + (f", recovered in {recovery:.0f}s" if recovery else ""))
-    undo(stack, ctx)
+    if scenario.undo is not None:
+        scenario.undo(ctx)
+    else:
+        assert isinstance(stack, Stack)
+        undo(stack, ctx)
     return result
 
 
@@ -483,6 +512,30 @@ def _human_receivers(doc: dict[str, Any], url: str) -> dict[str, Any]:
         if not any(k.endswith("_configs") for k in receiver):
             receiver["webhook_configs"] = [{"url": url, "send_resolved": True}]
     return doc
+
+
+class _Done(Exception):
+    """Every chosen scenario ran (only reference ones were chosen)."""
+
+
+def _run_reference(chosen: Sequence[Scenario], workdir: Path, humans: list[Any],
+                   stacks: list[Any], args: Any, say: Callable[[str], None]) -> list[ScenarioResult]:
+    """The reference stack's scenarios, one after the other on one stack (control first)."""
+    from vigil.demo.reference import ReferenceStack
+
+    from vigil.sink import WebhookReceiver
+
+    human = WebhookReceiver().start()
+    humans.append(human)
+    stack = ReferenceStack(workdir, am_transform=lambda d: _human_receivers(d, human.url))
+    stacks.append(stack)
+    print(f"starting the reference stack in {workdir}", flush=True)
+    stack.start(log=lambda m: print(f"  [reference] {m}", flush=True))
+    out = []
+    for scenario in chosen:
+        duration = args.control_duration if scenario.kind == "control" else args.duration
+        out.append(run_scenario(stack, scenario, human, duration=duration, log=say))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -505,11 +558,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sequential", action="store_true",
                         help="run the control on the same stack as the faults, before them, "
                              "instead of on a second stack beside them")
+    parser.add_argument("--stack", choices=("demo", "reference", "all"), default="demo",
+                        help="the stack the scenarios run on: the demo target, the reference "
+                             "stack of third-party apps (docs/reference-stack.md), or both, one "
+                             "after the other (default: demo)")
     args = parser.parse_args(argv)
-    unknown = [n for n in args.names if n not in names]
+    from vigil.demo.reference_scenarios import REFERENCE_SCENARIOS
+
+    pool = [*(SCENARIOS if args.stack in ("demo", "all") else ()),
+            *(REFERENCE_SCENARIOS if args.stack in ("reference", "all") else ())]
+    known = sorted({s.name for s in pool})
+    unknown = [n for n in args.names if n not in known]
     if unknown:
-        parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(names)}")
-    chosen = [s for s in SCENARIOS if not args.names or s.name in args.names]
+        parser.error(f"unknown scenario(s) {', '.join(unknown)} on --stack {args.stack}; "
+                     f"known: {', '.join(known)}")
+    chosen = [s for s in SCENARIOS if args.stack != "reference" and (not args.names or s.name in args.names)]
+    reference = [s for s in REFERENCE_SCENARIOS
+                 if args.stack != "demo" and (not args.names or s.name in args.names)]
     control = [s for s in chosen if s.kind == "control"]
     faults = [s for s in chosen if s.kind != "control"]
     parallel = bool(control and faults) and not args.sequential
@@ -517,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vigil-scenarios-"))
     humans: list[Any] = []
-    stacks: list[Stack] = []
+    stacks: list[Any] = []
 
     def new_stack(path: Path, *, default_ports: bool) -> tuple[Stack, Any]:
         """A stack whose human receivers deliver to a sink of its own."""
@@ -533,6 +598,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: list[BaseException] = []
     say = lambda m: print(m, flush=True)
     try:
+        if reference:
+            results += _run_reference(reference, workdir / "reference", humans, stacks, args, say)
+        if not chosen:
+            raise _Done
         if parallel:
             # The control run gets a stack of its own and runs beside the fault scenarios:
             # the suite then lasts max(control, faults) instead of their sum, and no fault's
@@ -540,10 +609,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"starting the control stack in {workdir / 'control'}", flush=True)
             control_stack, control_human = new_stack(workdir / "control", default_ports=False)
             control_stack.start(log=lambda m: print(f"  [control] {m}", flush=True))
+        thread = None
         print(f"starting the stack in {workdir}", flush=True)
         stack, human = new_stack(workdir, default_ports=True)
         stack.start(log=lambda m: print(f"  {m}", flush=True))
-        thread = None
         if parallel:
             def run_control() -> None:
                 try:
@@ -563,6 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 thread.join(1)
             if errors:
                 raise errors[0]
+    except _Done:
+        pass
     except KeyboardInterrupt:
         print("interrupted; scoring what ran", file=sys.stderr)
     except (TimeoutError, RuntimeError, requests.RequestException) as exc:

@@ -92,8 +92,11 @@ class Scorecard:
         return out
 
     def to_json(self) -> dict[str, Any]:
+        """Every result; the aggregate over all of them; and each stack's own aggregate."""
         return {"scenarios": [r.as_dict() for r in self.results], "aggregate": self.aggregate(),
-                "targets": self.verdicts()}
+                "targets": self.verdicts(),
+                "stacks": {name: {"aggregate": card.aggregate(), "targets": card.verdicts()}
+                           for name, card in self.stacks().items()}}
 
     def rows(self) -> list[list[str]]:
         rows = []
@@ -112,9 +115,21 @@ class Scorecard:
     HEADER: ClassVar[list[str]] = ["scenario", "expect", "detect", "predicted", "lead", "remediation", "recovery",
               "outcome", "false alerts", "cause 1st"]
 
+    def stacks(self) -> dict[str, Scorecard]:
+        """One scorecard per stack the results ran on (demo, reference), in order of appearance."""
+        out: dict[str, list[ScenarioResult]] = {}
+        for r in self.results:
+            out.setdefault(r.stack, []).append(r)
+        return {name: Scorecard(results) for name, results in out.items()}
+
     def markdown(self) -> str:
-        lines = ["# Vigil scenario scorecard", "",
-                 "| " + " | ".join(self.HEADER) + " |", "|" + "---|" * len(self.HEADER)]
+        lines = ["# Vigil scenario scorecard", ""]
+        for name, card in self.stacks().items():
+            lines += [f"## {name}", ""] + card._markdown_section() + [""]
+        return "\n".join(lines).rstrip("\n") + "\n"
+
+    def _markdown_section(self) -> list[str]:
+        lines = ["| " + " | ".join(self.HEADER) + " |", "|" + "---|" * len(self.HEADER)]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
         lines += ["", "| mission metric | value | target | met |", "|---|---|---|---|"]
         for v in self.verdicts():
@@ -124,20 +139,24 @@ class Scorecard:
             met = "-" if v["met"] is None else ("yes" if v["met"] else "no")
             lines.append(f"| {v['label']} | {value} | {target} | {met} |")
         lines += ["", self.secondary()]
-        return "\n".join(lines) + "\n"
+        return lines
 
     def print(self) -> None:
+        for name, card in self.stacks().items():
+            card._print(name)
+
+    def _print(self, stack: str) -> None:
         from rich.console import Console
         from rich.table import Table
 
         console = Console(width=120)
-        table = Table(title="Vigil scenarios")
+        table = Table(title=f"Vigil scenarios: {stack} stack")
         for h in self.HEADER:
             table.add_column(h)
         for row in self.rows():
             table.add_row(*row)
         console.print(table)
-        summary = Table(title="Mission metrics")
+        summary = Table(title=f"Mission metrics: {stack} stack")
         for h in ("metric", "value", "target", "met"):
             summary.add_column(h)
         for v in self.verdicts():
@@ -162,7 +181,7 @@ class Scorecard:
         (out / "scorecard.json").write_text(json.dumps(self.to_json(), indent=2, sort_keys=True))
         (out / "scorecard.md").write_text(self.markdown())
         for r in self.results:
-            timeline_png(r, out / f"{r.name}.png")
+            timeline_png(r, out / (f"{r.name}.png" if r.stack == "demo" else f"{r.stack}-{r.name}.png"))
 
 
 def timeline_png(r: ScenarioResult, path: Path) -> None:

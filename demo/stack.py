@@ -276,6 +276,20 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def watch(processes: Sequence[ManagedProcess], duration: float | None) -> int:
+    """Wait for `duration` seconds (forever when None); 1 as soon as one process exits, with
+    its log tail printed."""
+    deadline = time.monotonic() + duration if duration else None
+    while deadline is None or time.monotonic() < deadline:
+        time.sleep(1)
+        for proc in processes:
+            if not proc.alive():
+                print(f"vigil demo: error: {proc.name} exited; its log:\n{proc.log_tail(20)}",
+                      file=sys.stderr)
+                return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole loop until Ctrl-C."""
     parser = ArgumentParser(prog="vigil demo", description=__doc__)
@@ -291,7 +305,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", metavar="NAME", default=None,
                         help="run one fault scenario live, print its timeline, then stop "
                              "(names: see docs/scenarios.md)")
+    parser.add_argument("--stack", choices=("demo", "reference"), default="demo",
+                        help="demo: the demo target; reference: Kinto and Datasette under "
+                             "supervisord with the Prometheus exporters (docs/reference-stack.md)")
     args = parser.parse_args(argv)
+    if args.stack == "reference":
+        if args.scenario is not None:
+            parser.error("--scenario runs on the demo stack; for the reference stack use "
+                         "`vigil scenarios --stack reference NAME`")
+        from vigil.demo.reference import run_demo
+
+        return run_demo(args)
     if args.scenario is not None:
         from vigil.demo.scenarios import SCENARIOS
 
@@ -349,14 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         up = sorted(stack.query("up"), key=lambda r: r["metric"]["job"])
         print("Prometheus `up`: " + ", ".join(f"{r['metric']['job']}={r['value'][1]}" for r in up),
               flush=True)
-        deadline = time.monotonic() + args.duration if args.duration else None
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(1)
-            for proc in stack.processes:
-                if not proc.alive():
-                    print(f"vigil demo: error: {proc.name} exited; its log:\n{proc.log_tail(20)}",
-                          file=sys.stderr)
-                    return 1
+        if watch(stack.processes, args.duration) != 0:
+            return 1
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
     except (TimeoutError, RuntimeError) as exc:

@@ -36,6 +36,11 @@ INSTALL_HINT = {
     "promtool": "apt-get install prometheus",
     "prometheus-alertmanager": "apt-get install prometheus-alertmanager",
     "amtool": "apt-get install prometheus-alertmanager",
+    "prometheus-node-exporter": "apt-get install prometheus-node-exporter",
+    "prometheus-postgres-exporter": "apt-get install prometheus-postgres-exporter",
+    "prometheus-blackbox-exporter": "apt-get install prometheus-blackbox-exporter",
+    "supervisord": "apt-get install supervisor",
+    "supervisorctl": "apt-get install supervisor",
 }
 
 
