@@ -29,11 +29,12 @@ from vigil.remediator.models import (
 from vigil.remediator.payload import ParsedNotification
 
 from vigil.db import normalize_url
+from vigil.paths import package_dir
 
 __all__ = ["IngestResult", "Store", "StoreError", "normalise_url", "store_unavailable", "utcnow"]
 
 log = logging.getLogger("vigil.remediator.store")
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = package_dir("vigil.remediator.migrations")
 _CHUNK = 400
 UTC_TYPE = UTCDateTime()
 # attempts that count against the budget / start a cooldown
