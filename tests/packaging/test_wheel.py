@@ -48,7 +48,9 @@ def test_wheel_carries_package_data(wheel: Path) -> None:
     for folder, package in (("rules", "vigil/rules"), ("deploy", "vigil/deploy"),
                             ("grafana/dashboards", "vigil/grafana/dashboards"),
                             ("grafana/provisioning", "vigil/grafana/provisioning"),
-                            ("remediator/migrations", "vigil/remediator/migrations")):
+                            ("remediator/migrations", "vigil/remediator/migrations"),
+                            ("remediator/console/templates", "vigil/remediator/console/templates"),
+                            ("remediator/console/static", "vigil/remediator/console/static")):
         root = REPO_ROOT / folder
         shipped = {p.relative_to(root).as_posix() for p in root.rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
