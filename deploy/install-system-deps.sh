@@ -16,6 +16,8 @@ have chromedriver || need+=(chromium-driver)
 have supervisord || need+=(supervisor)
 # the exporter's TLS tests mint short-lived certificates with the openssl CLI
 have openssl || need+=(openssl)
+# the dashboard schema is regenerated from the npm registry's @grafana/schema in a test
+have npm || need+=(npm)
 if [ ${#need[@]} -eq 0 ]; then
   echo "vigil: system packages already installed"
   exit 0
