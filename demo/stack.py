@@ -331,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stack.skipped:
             print(f"  (not started, not built yet: {', '.join(stack.skipped)})")
         print(f"  admin token file   {workdir / 'secrets' / 'demo-admin-token'}")
+        if "vigil-remediator" in stack.services:
+            print(f"  incident console   {stack.url('vigil-remediator')}/console  (sign in with "
+                  f"{workdir / 'secrets' / 'remediator-token'})")
         print("\nTry a fault:  curl -H \"Authorization: Bearer $(cat "
               f"{workdir / 'secrets' / 'demo-admin-token'})\" -d '{{\"cors_drift\": true}}' "
               f"{stack.url('demo')}/admin/faults")

@@ -14,8 +14,8 @@ from aiohttp import web
 from vigil.remediator.keys import STORE
 from vigil.remediator.store import utcnow
 
-__all__ = ["ActionRefused", "approve", "audit", "control_state", "db", "deny", "incident_details",
-           "set_paused"]
+__all__ = ["MAX_ID", "ActionRefused", "approve", "audit", "control_state", "db", "deny",
+           "incident_details", "incident_id", "set_paused"]
 
 
 class ActionRefused(Exception):
@@ -33,6 +33,20 @@ async def db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 async def audit(app: web.Application, who: str, action: str, detail: dict[str, Any]) -> None:
     """An audit entry not tied to an incident (console sign-in, dry runs)."""
     await db(app[STORE].audit, who, action, None, detail)
+
+
+MAX_ID = 2**63 - 1  # bigint
+
+
+def incident_id(request: web.Request) -> int:
+    """The {id} of the path as an incident id; 404 when it cannot be one."""
+    try:
+        value = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    if not 0 < value <= MAX_ID:
+        raise web.HTTPNotFound()
+    return value
 
 
 def _runtime(app: web.Application) -> Any:

@@ -203,17 +203,8 @@ async def list_incidents(request: web.Request) -> web.Response:
     return json_response({"status": "success", "incidents": rows})
 
 
-MAX_ID = 2**63 - 1  # bigint
-
-
-def _incident_id(request: web.Request) -> int:
-    try:
-        value = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    if not 0 < value <= MAX_ID:
-        raise web.HTTPNotFound()
-    return value
+MAX_ID = admin.MAX_ID
+_incident_id = admin.incident_id
 
 
 async def get_incident(request: web.Request) -> web.Response:
@@ -223,13 +214,19 @@ async def get_incident(request: web.Request) -> web.Response:
     return json_response({"status": "success", **data})
 
 
-async def approve(request: web.Request) -> web.Response:
-    try:
-        incident = await admin.approve(request.app, _incident_id(request),
-                                       f"admin:{request[PRINCIPAL]}", "api")
-    except admin.ActionRefused as exc:
-        return error(exc.status, str(exc))
-    return json_response({"status": "success", "incident": incident}, 202)
+def _decision(act: Callable[..., Awaitable[dict[str, Any]]], status: int
+              ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """POST approve or deny: admin.approve / admin.deny as the authenticated admin."""
+
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            incident = await act(request.app, _incident_id(request),
+                                 f"admin:{request[PRINCIPAL]}", "api")
+        except admin.ActionRefused as exc:
+            return error(exc.status, str(exc))
+        return json_response({"status": "success", "incident": incident}, status)
+
+    return handler
 
 
 async def control_get(request: web.Request) -> web.Response:
@@ -244,6 +241,18 @@ def _pause_handler(paused: bool) -> Callable[[web.Request], Awaitable[web.Respon
     async def handler(request: web.Request) -> web.Response:
         await admin.set_paused(request.app, paused, f"admin:{request[PRINCIPAL]}")
         return json_response({"status": "success", "paused": paused})
+
+    return handler
+
+
+def _procedure_pause_handler(paused: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            await admin.set_paused(request.app, paused, f"admin:{request[PRINCIPAL]}", name)
+        except admin.ActionRefused as exc:
+            return error(exc.status, str(exc))
+        return json_response({"status": "success", "procedure": name, "paused": paused})
 
     return handler
 
@@ -281,10 +290,14 @@ def create_app(config: RemediatorConfig, *, store: Store | None = None,
     app.router.add_post("/api/v1/alerts", receive)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
-    app.router.add_post("/api/v1/incidents/{id}/approve", approve)
+    app.router.add_post("/api/v1/incidents/{id}/approve", _decision(admin.approve, 202))
+    app.router.add_post("/api/v1/incidents/{id}/deny", _decision(admin.deny, 200))
     app.router.add_get("/api/v1/control", control_get)
     app.router.add_post("/api/v1/control/pause", _pause_handler(True))
     app.router.add_post("/api/v1/control/resume", _pause_handler(False))
+    app.router.add_post("/api/v1/control/procedures/{name}/pause", _procedure_pause_handler(True))
+    app.router.add_post("/api/v1/control/procedures/{name}/resume",
+                        _procedure_pause_handler(False))
     app.router.add_get("/api/v1/openapi.json", openapi)
     setup_console(app, admin_creds)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -215,14 +216,7 @@ async def control_fragment(request: web.Request, session: Session) -> web.Respon
     return _page(request, session, "_control.html", control=admin.control_state(request.app))
 
 
-def _incident_id(request: web.Request) -> int:
-    try:
-        value = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    if not 0 < value < 2**63:
-        raise web.HTTPNotFound()
-    return value
+_incident_id = admin.incident_id
 
 
 async def _details(request: web.Request) -> dict[str, Any]:
@@ -230,6 +224,14 @@ async def _details(request: web.Request) -> dict[str, Any]:
     if data is None:
         raise web.HTTPNotFound(text="no such incident")
     return data
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)
 
 
 def _as_json(value: Any) -> str:
@@ -319,6 +321,7 @@ def setup_console(app: web.Application, admin_creds: Credentials) -> None:
                                                             / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["as_json"] = _as_json
+    env.filters["when"] = _when
     app[TEMPLATES] = env
     app[SESSIONS] = Sessions()
     app[CREDS] = admin_creds
