@@ -111,6 +111,20 @@ def test_installed_vigil_runs_away_from_the_checkout(installed: Path,
         checked = _run([vigil, "check-config", *map(str, configs)], tmp_path)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert checked.stdout.count("SUCCESS") == len(configs) >= 4
+
+        # a user's own configuration, written by the installed `vigil init`
+        init = _run([vigil, "init", "mine", "--service", "shop"], tmp_path)
+        assert init.returncode == 0, init.stderr
+        mine = [str(tmp_path / "mine" / n) for n in ("exporter.yml", "remediator.yml")]
+        own = _run([vigil, "check-config", *mine], tmp_path)
+        assert own.returncode == 0, own.stdout + own.stderr
+
+        # `vigil rules generate` renders rules/ from the service spec, in builds that have it
+        if re.search(r"^  rules ", _run([vigil, "--help"], tmp_path).stdout, re.MULTILINE):
+            generated = _run([vigil, "rules", "generate", "--out", str(tmp_path / "rules")],
+                             tmp_path)
+            assert generated.returncode == 0, generated.stdout + generated.stderr
+            assert list((tmp_path / "rules").glob("*.rules.yml"))
     finally:
         rest, _ = demo.communicate(timeout=120)
     assert demo.returncode == 0, transcript + rest
