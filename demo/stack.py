@@ -305,7 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"vigil demo: error: {exc}", file=sys.stderr)
             return 1
     stop_on_sigterm()
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vigil-demo-"))
+    # absolute: the generated configs name their secret files relative to their own folder
+    workdir = (Path(args.workdir).resolve() if args.workdir
+               else Path(tempfile.mkdtemp(prefix="vigil-demo-")))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.time_scale <= 0:
         parser.error(f"--time-scale must be positive, got {args.time_scale:g}")

@@ -87,7 +87,8 @@ def test_installed_vigil_runs_away_from_the_checkout(installed: Path,
         assert not Path(line).is_relative_to(REPO_ROOT), line
 
     work = tmp_path / "demo"
-    demo = subprocess.Popen([vigil, "demo", "--duration", "45", "--workdir", str(work), "--keep"],
+    # a relative --workdir, as a user types it
+    demo = subprocess.Popen([vigil, "demo", "--duration", "45", "--workdir", "demo", "--keep"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     assert demo.stdout is not None
