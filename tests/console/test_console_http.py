@@ -177,3 +177,12 @@ async def test_vigil_exporter_checks_pass_against_the_console(
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp and "<script>" not in await resp.text()
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_console_is_disabled_without_admin_credentials(make_config: Any,
+                                                             start_remediator: Any) -> None:
+    client = await start_remediator(make_config([procedure("fix")], admin={}))
+    for resp in (await client.get("/console/login"),
+                 await client.post("/console/login", data={"csrf": "x", "token": WEBHOOK_TOKEN})):
+        assert resp.status == 403 and "disabled" in await resp.text()
+    assert "vigil_console" not in {c.key for c in client.session.cookie_jar}
