@@ -329,7 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"vigil demo: error: {exc}", file=sys.stderr)
             return 1
     stop_on_sigterm()
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vigil-demo-"))
+    # absolute: the generated configs name their secret files relative to their own folder
+    workdir = (Path(args.workdir).resolve() if args.workdir
+               else Path(tempfile.mkdtemp(prefix="vigil-demo-")))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.time_scale <= 0:
         parser.error(f"--time-scale must be positive, got {args.time_scale:g}")
@@ -355,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stack.skipped:
             print(f"  (not started, not built yet: {', '.join(stack.skipped)})")
         print(f"  admin token file   {workdir / 'secrets' / 'demo-admin-token'}")
+        if "vigil-remediator" in stack.services:
+            print(f"  incident console   {stack.url('vigil-remediator')}/console  (sign in with "
+                  f"{workdir / 'secrets' / 'remediator-token'})")
         print("\nTry a fault:  curl -H \"Authorization: Bearer $(cat "
               f"{workdir / 'secrets' / 'demo-admin-token'})\" -d '{{\"cors_drift\": true}}' "
               f"{stack.url('demo')}/admin/faults")

@@ -18,6 +18,8 @@ have supervisord || need+=(supervisor)
 have openssl || need+=(openssl)
 # the preset tests start their own PostgreSQL cluster with initdb/pg_ctl
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+# the dashboard schema is regenerated from the npm registry's @grafana/schema in a test
+have npm || need+=(npm)
 if [ ${#need[@]} -eq 0 ]; then
   echo "vigil: system packages already installed"
   exit 0

@@ -218,7 +218,8 @@ def table(title: str, description: str, unit: str,
           *targets: cogbuilder.Builder[cogvariants.Dataquery], w: int = 24, h: int = 8,
           transformations: list[dash_m.DataTransformerConfig] | None = None,
           sort_by: tuple[str, bool] | None = None) -> table_b.Panel:
-    panel = _common(table_b.Panel(), title, description, unit, w, h, targets)
+    # options always set: the SDK leaves them null otherwise, which Grafana's schema refuses
+    panel = _common(table_b.Panel(), title, description, unit, w, h, targets).show_header(True)
     for transformation in transformations or []:
         panel = panel.with_transformation(transformation)
     if sort_by is not None:

@@ -15,9 +15,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from vigil.remediator import admin
 from vigil.remediator.auth import Credentials, load_credentials
 from vigil.remediator.config import RemediatorConfig
 from vigil.remediator.encoding import BodyError, decode_body
+from vigil.remediator.console import setup_console
 from vigil.remediator.engine import Engine
 from vigil.remediator.ingest import IngestQueue
 from vigil.remediator.intelligence import IntelligenceCollector
@@ -208,80 +210,56 @@ async def list_incidents(request: web.Request) -> web.Response:
     return json_response({"status": "success", "incidents": rows})
 
 
-MAX_ID = 2**63 - 1  # bigint
-
-
-def _incident_id(request: web.Request) -> int:
-    try:
-        value = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    if not 0 < value <= MAX_ID:
-        raise web.HTTPNotFound()
-    return value
+MAX_ID = admin.MAX_ID
+_incident_id = admin.incident_id
 
 
 async def get_incident(request: web.Request) -> web.Response:
-    data = await _db(request.app[STORE].timeline, _incident_id(request))
+    data = await admin.incident_details(request.app, _incident_id(request))
     if data is None:
         return error(404, "no such incident")
-    events: list[dict[str, Any]] = []
-    for a in data["audit"]:
-        events.append({"at": a["at"], "event": a["action"], "actor": a["actor"], "detail": a["detail"]})
-    for att in data["attempts"]:
-        events.append({"at": att["created_at"], "event": f"attempt.{att['state']}",
-                       "actor": att["replica"], "detail": {"attempt": att["id"], "reason": att["reason"]}})
-        if att["finished_at"]:
-            events.append({"at": att["finished_at"], "event": "attempt.finished", "actor": att["replica"],
-                           "detail": {"attempt": att["id"], "state": att["state"],
-                                      "verification": att["verification"]}})
-    events.sort(key=lambda e: e["at"])
-    data["timeline"] = events
-    del data["audit"]
-    engine = request.app[RUNTIME].engine
-    if engine is not None and engine.intel is not None:
-        data.update(await engine.intel.details(data["incident"]["id"]))
     return json_response({"status": "success", **data})
 
 
-async def approve(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    incident_id = _incident_id(request)
-    inc = await _db(store.incident, incident_id)
-    if inc is None:
-        return error(404, "no such incident")
-    who = f"admin:{request[PRINCIPAL]}"
-    from vigil.remediator.store import utcnow
+def _decision(act: Callable[..., Awaitable[dict[str, Any]]], status: int
+              ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """POST approve or deny: admin.approve / admin.deny as the authenticated admin."""
 
-    if not await _db(store.transition, incident_id, ("awaiting_approval",), "open",
-                     reason=f"approved by {who}", actor=who, approved_at=utcnow(),
-                     approved_by=who):
-        return error(409, f"incident is {inc['state']}, not awaiting_approval")
-    await _db(store.audit, who, "incident.approve", incident_id, {})
-    runtime = request.app[RUNTIME]
-    assert runtime.engine is not None
-    runtime.spawn(runtime.engine.consider(incident_id))
-    return json_response({"status": "success", "incident": await _db(store.incident, incident_id)},
-                         202)
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            incident = await act(request.app, _incident_id(request),
+                                 f"admin:{request[PRINCIPAL]}", "api")
+        except admin.ActionRefused as exc:
+            return error(exc.status, str(exc))
+        return json_response({"status": "success", "incident": incident}, status)
+
+    return handler
 
 
 async def control_get(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    assert runtime.engine is not None
-    return json_response({"status": "success", "paused": runtime.engine.paused,
+    state = admin.control_state(request.app)
+    return json_response({"status": "success", "paused": state["paused"],
+                          "paused_procedures": state["paused_procedures"],
                           "dry_run": request.app[CONFIG].dry_run,
-                          "in_progress": len(runtime.engine.running)})
+                          "in_progress": state["in_progress"]})
 
 
 def _pause_handler(paused: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        runtime = request.app[RUNTIME]
-        assert runtime.engine is not None
-        await _db(request.app[STORE].set_paused, paused, f"admin:{request[PRINCIPAL]}")
-        runtime.engine.paused = paused
-        if not paused:
-            runtime.spawn(runtime.engine.sweep())
+        await admin.set_paused(request.app, paused, f"admin:{request[PRINCIPAL]}")
         return json_response({"status": "success", "paused": paused})
+
+    return handler
+
+
+def _procedure_pause_handler(paused: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            await admin.set_paused(request.app, paused, f"admin:{request[PRINCIPAL]}", name)
+        except admin.ActionRefused as exc:
+            return error(exc.status, str(exc))
+        return json_response({"status": "success", "procedure": name, "paused": paused})
 
     return handler
 
@@ -322,11 +300,16 @@ def create_app(config: RemediatorConfig, *, store: Store | None = None,
     app.router.add_post("/api/v1/alerts", receive)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
-    app.router.add_post("/api/v1/incidents/{id}/approve", approve)
+    app.router.add_post("/api/v1/incidents/{id}/approve", _decision(admin.approve, 202))
+    app.router.add_post("/api/v1/incidents/{id}/deny", _decision(admin.deny, 200))
     app.router.add_get("/api/v1/control", control_get)
     app.router.add_post("/api/v1/control/pause", _pause_handler(True))
     app.router.add_post("/api/v1/control/resume", _pause_handler(False))
+    app.router.add_post("/api/v1/control/procedures/{name}/pause", _procedure_pause_handler(True))
+    app.router.add_post("/api/v1/control/procedures/{name}/resume",
+                        _procedure_pause_handler(False))
     app.router.add_get("/api/v1/openapi.json", openapi)
+    setup_console(app, admin_creds)
 
     async def ready() -> tuple[bool, str]:
         try:

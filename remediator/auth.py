@@ -29,19 +29,29 @@ class Credentials:
         """The authenticated principal, or None. Compares in constant time."""
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        if (self.token is not None and scheme.lower() == "bearer"
-                and hmac.compare_digest(value.strip().encode(), self.token.encode())):
-            return "token"
+        if scheme.lower() == "bearer":
+            return self.check_token(value.strip())
         if self.username is not None and scheme.lower() == "basic":
             try:
                 user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 return None
-            ok_user = hmac.compare_digest(user.encode(), self.username.encode())
-            ok_pw = hmac.compare_digest(password.encode(), (self.password or "").encode())
-            if ok_user and ok_pw:
-                return user
+            return self.check_password(user, password)
         return None
+
+    def check_token(self, token: str) -> str | None:
+        """"token" when `token` is the configured bearer token (constant time), else None."""
+        if self.token is not None and hmac.compare_digest(token.encode(), self.token.encode()):
+            return "token"
+        return None
+
+    def check_password(self, user: str, password: str) -> str | None:
+        """The user when user and password are the configured basic-auth pair, else None."""
+        if self.username is None:
+            return None
+        ok_user = hmac.compare_digest(user.encode(), self.username.encode())
+        ok_pw = hmac.compare_digest(password.encode(), (self.password or "").encode())
+        return user if ok_user and ok_pw else None
 
 
 def _read(config: RemediatorConfig, path: str, where: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.remediator.actions import describe_step, step_name
-from vigil.remediator.config import load_config
+from vigil.remediator.config import RemediatorConfig, load_config
 from vigil.remediator.matching import match_alert
 from vigil.remediator.payload import PayloadError, parse_payload
 from vigil.remediator.templating import render
@@ -21,12 +21,16 @@ from vigil.remediator.templating import render
 from vigil.paths import DEPLOY_DIR
 from vigil.service import ArgumentParser
 
-__all__ = ["main", "simulate"]
+__all__ = ["main", "simulate", "simulate_config"]
 
 
 def simulate(config_path: Path, payload: Any) -> list[dict[str, Any]]:
     """Per alert: the decision, the procedure, its parameters and rendered steps."""
-    config = load_config(config_path)
+    return simulate_config(load_config(config_path), payload)
+
+
+def simulate_config(config: RemediatorConfig, payload: Any) -> list[dict[str, Any]]:
+    """simulate() on a loaded configuration (the console's dry run of a pasted payload)."""
     parsed = parse_payload(payload)
     out = []
     for a in parsed.alerts:

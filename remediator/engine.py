@@ -71,6 +71,7 @@ class Engine:
         self.global_slots = asyncio.Semaphore(config.max_concurrent)
         self.proc_slots = {p.name: asyncio.Semaphore(p.max_concurrent) for p in config.procedures}
         self.paused = config.paused
+        self.paused_procedures: set[str] = set()  # paused one by one (the console, the API)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.stops: dict[int, asyncio.Event] = {}
         self.running: set[int] = set()
@@ -133,6 +134,7 @@ class Engine:
         else:
             self.paused = stored
         self._beat_task = asyncio.create_task(self._heartbeat_forever())
+        self.paused_procedures = await self.db(self.store.paused_procedures)
         await self.reconcile()
         await self.refresh_open_count()
         await self.refresh_stuck()
@@ -197,6 +199,7 @@ class Engine:
         stored = await self.db(self.store.paused)
         if stored is not None:
             self.paused = stored
+        self.paused_procedures = await self.db(self.store.paused_procedures)
         if self.intel is not None:
             try:
                 await self.intel.sweep()
@@ -313,6 +316,10 @@ class Engine:
         if self.paused:
             await self._note_skip(inc, proc, "paused", "skipped: remediation is paused (kill switch)")
             return None
+        if proc.name in self.paused_procedures:
+            await self._note_skip(inc, proc, "paused",
+                                  f"skipped: procedure {proc.name} is paused (kill switch)")
+            return None
         if proc.requires_approval and inc["approved_at"] is None:
             await self.db(self.store.transition, incident_id, ("open",), "awaiting_approval",
                           reason="procedure requires approval", actor=self.actor)
@@ -379,7 +386,7 @@ class Engine:
         try:
             # the procedure's slot first: a run waiting for it must not hold a global slot
             async with self.proc_slots[proc.name], self.global_slots:
-                if stop.is_set() or self.paused:
+                if stop.is_set() or self.paused or proc.name in self.paused_procedures:
                     reason = "alert resolved" if stop.is_set() else "remediation is paused"
                     await self._cancel_queued(incident_id, attempt_id, reason)
                     return

@@ -110,6 +110,18 @@ OPENAPI: dict[str, Any] = {
             "summary": "Approve an incident awaiting approval; its procedure is then run",
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
             "responses": {"202": _ok("approved"), "401": _ERROR, "404": _ERROR, "409": _ERROR}}},
+        "/api/v1/incidents/{id}/deny": {"post": {
+            "summary": "Deny an incident awaiting approval: nothing runs, it is escalated",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": _ok("denied"), "401": _ERROR, "404": _ERROR, "409": _ERROR}}},
+        "/api/v1/control/procedures/{name}/pause": {"post": {
+            "summary": "Pause one procedure: its incidents stay open",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _ok("paused"), "401": _ERROR, "404": _ERROR}}},
+        "/api/v1/control/procedures/{name}/resume": {"post": {
+            "summary": "Resume one paused procedure",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _ok("resumed"), "401": _ERROR, "404": _ERROR}}},
         "/api/v1/control": {"get": {"summary": "Kill switch and dry-run status",
                                     "responses": {"200": _ok("status"), "401": _ERROR}}},
         "/api/v1/control/pause": {"post": {"summary": "Pull the kill switch: start no new remediation",

@@ -30,11 +30,14 @@ from vigil.remediator.models import (
 from vigil.remediator.payload import ParsedNotification
 
 from vigil.db import normalize_url
+from vigil.paths import package_dir
 
 __all__ = ["IngestResult", "Store", "StoreError", "normalise_url", "store_unavailable", "utcnow"]
 
 log = logging.getLogger("vigil.remediator.store")
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = package_dir("vigil.remediator.migrations")
+# control_flags name of one procedure's kill switch: paused:<procedure>
+PROCEDURE_PAUSE = "paused:"
 _CHUNK = 400
 UTC_TYPE = UTCDateTime()
 # attempts that count against the budget / start a cooldown
@@ -711,17 +714,33 @@ class Store:
             value = conn.execute(sa.select(ControlFlag.value).where(ControlFlag.name == "paused")).scalar()
             return None if value is None else value == "true"
 
-    def set_paused(self, paused: bool, actor: str) -> None:
+    def set_paused(self, paused: bool, actor: str, procedure: str | None = None) -> None:
+        """Set the kill switch, for every procedure or (`procedure`) for one, and audit it."""
         now = utcnow()
         value = "true" if paused else "false"
+        name = "paused" if procedure is None else f"{PROCEDURE_PAUSE}{procedure}"
         with self.engine.begin() as conn:
-            stmt = self._insert(ControlFlag).values(name="paused", value=value, updated_at=now,
+            stmt = self._insert(ControlFlag).values(name=name, value=value, updated_at=now,
                                                     updated_by=actor)
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=["name"], set_={"value": value, "updated_at": now, "updated_by": actor}))
             conn.execute(sa.insert(AuditLog).values(
                 at=now, actor=actor, action="control.pause" if paused else "control.resume",
-                incident_id=None, detail={}))
+                incident_id=None, detail={} if procedure is None else {"procedure": procedure}))
+
+    def paused_procedures(self) -> set[str]:
+        """The procedures paused one by one (the global switch aside)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(ControlFlag.name).where(
+                ControlFlag.name.startswith(PROCEDURE_PAUSE, autoescape=True),
+                ControlFlag.value == "true"))
+            return {name[len(PROCEDURE_PAUSE):] for (name,) in rows}
+
+    def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The most recent audit entries, newest first."""
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(
+                sa.select(AuditLog).order_by(AuditLog.id.desc()).limit(limit))]
 
     # --- admin queries -------------------------------------------------------------------------
 

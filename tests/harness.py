@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -14,6 +15,7 @@ from vigil.procs import BinaryNotFound, find_binary
 from vigil.sink import WebhookReceiver
 
 __all__ = [
+    "REPO_ROOT",
     "WebhookReceiver",
     "in_ci",
     "prom_alerts",
@@ -24,6 +26,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# the checkout the tests run from (docs/, .ci/); what Vigil itself reads is in vigil.paths
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def in_ci() -> bool:

@@ -16,6 +16,7 @@ __all__ = ["SUBCOMMANDS", "main"]
 
 # name -> (module, function, one-line help). Each function takes argv and returns an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "init": ("vigil.init", "main", "write a starter configuration for your own service"),
     "demo": ("vigil.demo.stack", "main", "run the whole loop on one machine on embedded defaults"),
     "demo-target": ("vigil.demo.target", "main", "run only the demo target web API"),
     "scenarios": ("vigil.demo.scenarios", "main", "run fault scenarios on the real loop and score them"),

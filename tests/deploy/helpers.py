@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vigil.paths import DEPLOY_DIR, REPO_ROOT
+from tests.harness import REPO_ROOT
+from vigil.paths import DEPLOY_DIR
 
 # The configs other components ship in deploy/; compose, systemd and Kubernetes use them.
 SHIPPED_CONFIGS = ("exporter.yml", "forecasts.yml", "remediator.yml", "procedures.yml",

@@ -12,7 +12,8 @@ from pathlib import Path
 import promql_parser
 import yaml
 
-from vigil.paths import REPO_ROOT, RULES_DIR
+from tests.harness import REPO_ROOT
+from vigil.paths import RULES_DIR
 
 __all__ = ["expand_promql", "known_metrics", "metric_names", "recorded_metrics"]
 

@@ -27,6 +27,16 @@ def restart_step() -> dict[str, Any]:
     return {"action": "http", "url": "http://${instance}/admin/restart", "credentials": "demo-admin"}
 
 
+def memory_rule(path: Path) -> Path:
+    """A time-compressed copy of the memory rule: fires 1 s after the leak passes 4 MB."""
+    path.write_text(yaml.safe_dump({"groups": [{"name": "compressed", "interval": "1s", "rules": [{
+        "alert": "TargetMemoryExhaustionPredicted",
+        "expr": 'demo_memory_leak_bytes{job="demo"} > 4e6',
+        "for": "1s", "labels": {"severity": "warning", "remediation": "auto"},
+        "annotations": {"summary": "Memory will run out."}}]}]}))
+    return path
+
+
 async def finished(client: Any, fingerprint: str) -> dict[str, Any] | None:
     rows = [r for r in await incidents(client) if r["fingerprint"] == fingerprint]
     return rows[0] if rows and rows[0]["state"] in ("resolved", "escalated", "failed") else None
@@ -92,12 +102,7 @@ async def test_prometheus_rule_alertmanager_webhook_restarts_leaking_target(
     token_file = tmp_path / "am-token"
     token_file.write_text(WEBHOOK_TOKEN)
     # Prometheus first, so the remediator can verify through it
-    rules = tmp_path / "rules.yml"
-    rules.write_text(yaml.safe_dump({"groups": [{"name": "compressed", "interval": "1s", "rules": [{
-        "alert": "TargetMemoryExhaustionPredicted",
-        "expr": 'demo_memory_leak_bytes{job="demo"} > 4e6',
-        "for": "1s", "labels": {"severity": "warning", "remediation": "auto"},
-        "annotations": {"summary": "Memory will run out."}}]}]}))
+    rules = memory_rule(tmp_path / "rules.yml")
     client_holder: dict[str, Any] = {}
     config = demo_config(make_config, demo_target, [proc])
     # the remediator's URL is only known once it listens: start it, then Alertmanager, then Prometheus

@@ -17,7 +17,8 @@ from typing import Any
 import promql_parser
 import yaml
 
-from vigil.paths import DEPLOY_DIR, REPO_ROOT, RULES_DIR
+from tests.harness import REPO_ROOT
+from vigil.paths import DEPLOY_DIR, RULES_DIR
 
 __all__ = [
     "RATE_FUNCTIONS",
