@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 from vigil.remediator import admin
 from vigil.remediator.auth import Credentials, load_credentials
 from vigil.remediator.config import RemediatorConfig
-from vigil.remediator.encoding import BodyError, decode_body
 from vigil.remediator.console import setup_console
+from vigil.remediator.encoding import BodyError, decode_body
 from vigil.remediator.engine import Engine
 from vigil.remediator.ingest import IngestQueue
 from vigil.remediator.intelligence import IntelligenceCollector

@@ -31,9 +31,8 @@ import pytest
 import requests
 import yaml
 
-from tests.harness import prom_alerts, prom_query, require_binary, wait_for
+from tests.harness import REPO_ROOT, prom_alerts, prom_query, require_binary, wait_for
 from tests.rules.rulefiles import time_compressed_copy
-from vigil.paths import REPO_ROOT
 from vigil.procs import ManagedProcess, free_port, prometheus_config, start_prometheus
 from vigil.rulegen import GENERATED_FILES, promtool_check, render, write
 from vigil.spec import ServiceSpec, parse_spec
