@@ -183,6 +183,8 @@ class ReferenceStack:
         values = self._values()
         self._write_secret("kinto-database-url", self.kinto_database_url)
         self._write_secret("remediator-token", secrets.token_urlsafe(24))
+        # the admin API's and console's token: never the one Alertmanager holds
+        self._write_secret("remediator-admin-token", secrets.token_urlsafe(24))
         self._write_secret("remediator-database-url", _with_credentials(
             self.admin_url, self.name, self.db_password, "postgres"))
         ini = _render((REFERENCE_DIR / "kinto.ini").read_text(), values)

@@ -66,6 +66,18 @@ def _with_demo_waits(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "intelligence": intelligence}
 
 
+def write_remediator_tokens(secrets_dir: Path) -> None:
+    """Alertmanager's webhook token and the admin API's / console's: two secrets, so that
+    what Alertmanager holds cannot act on incidents. Existing files are kept."""
+    import secrets as _secrets
+
+    for name in ("remediator-token", "remediator-admin-token"):
+        token = secrets_dir / name
+        if not token.exists():
+            token.write_text(_secrets.token_urlsafe(24))
+            token.chmod(0o600)
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """A Vigil service the demo starts when its module and default config exist."""
@@ -157,12 +169,7 @@ class Stack:
         for name in ("admin-token", "api-key"):
             shutil.copy(self.target.state_dir / name, secrets_dir / f"demo-{name}")
             (secrets_dir / f"demo-{name}").chmod(0o600)
-        webhook_token = secrets_dir / "remediator-token"
-        if not webhook_token.exists():
-            import secrets as _secrets
-
-            webhook_token.write_text(_secrets.token_urlsafe(24))
-            webhook_token.chmod(0o600)
+        write_remediator_tokens(secrets_dir)
 
         scrape: dict[str, list[str]] = {"demo": [f"127.0.0.1:{self.ports['demo']}"]}
         for spec in SERVICES:
@@ -359,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  admin token file   {workdir / 'secrets' / 'demo-admin-token'}")
         if "vigil-remediator" in stack.services:
             print(f"  incident console   {stack.url('vigil-remediator')}/console  (sign in with "
-                  f"{workdir / 'secrets' / 'remediator-token'})")
+                  f"{workdir / 'secrets' / 'remediator-admin-token'})")
         print("\nTry a fault:  curl -H \"Authorization: Bearer $(cat "
               f"{workdir / 'secrets' / 'demo-admin-token'})\" -d '{{\"cors_drift\": true}}' "
               f"{stack.url('demo')}/admin/faults")

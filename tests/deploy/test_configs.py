@@ -11,8 +11,8 @@ import pytest
 from tests.deploy.helpers import DEPLOY_DIR, RENDER_SCRIPT, render_configs, require_shipped_configs
 from tests.harness import require_binary
 
-SECRET_NAMES = ("remediator-token", "remediator-database-url", "demo-admin-token",
-                "demo-api-key")
+SECRET_NAMES = ("remediator-token", "remediator-admin-token", "remediator-database-url",
+                "demo-admin-token", "demo-api-key")
 
 
 def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

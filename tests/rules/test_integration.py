@@ -33,6 +33,7 @@ from vigil.procs import prometheus_config
 pytestmark = pytest.mark.integration
 
 TOKEN = "test-webhook-token-7d1f0c"
+ADMIN_TOKEN = "test-admin-token-2b9e41"
 
 
 def alertmanager_test_config(remediator: str, pager: str, tickets: str, token_file: Path) -> dict[str, Any]:
@@ -170,6 +171,7 @@ def _start_vigil_services(workdir: Path, target: DemoTarget, start_process: Any)
     for name in ("admin-token", "api-key"):
         shutil.copy(target.state_dir / name, secrets / f"demo-{name}")
     (secrets / "remediator-token").write_text(TOKEN)
+    (secrets / "remediator-admin-token").write_text(ADMIN_TOKEN)
     bindir = Path(sys.executable).parent
     urls = {}
     for spec in SERVICES:
