@@ -570,6 +570,20 @@ def render_tests(spec: ServiceSpec, files: dict[str, str]) -> str:
 
 # --- rendering, checking, writing ------------------------------------------------------------
 
+def _override(spec: ServiceSpec, groups: list[dict[str, Any]]) -> None:
+    """Apply the spec's `alerts:` overrides (a `for`, extra labels) to the rendered alerts."""
+    for group in groups:  # copies: some alerts are module-level constants (FORECAST_ALERTS)
+        group["rules"] = [dict(r) for r in group["rules"]]
+    alerts = {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
+    for name, change in spec.alerts.items():
+        if name not in alerts:
+            raise ConfigError(None, f"alerts.{name}", "no generated alert has this name "
+                              f"(this spec renders: {', '.join(sorted(alerts))})")
+        if change.for_ is not None:
+            alerts[name]["for"] = change.for_
+        alerts[name]["labels"] = {**alerts[name]["labels"], **change.labels}
+
+
 def render(spec: ServiceSpec, static_dir: Path = RULES_DIR) -> dict[str, str]:
     """file name -> text of every rule file for the spec."""
     out = {
@@ -579,6 +593,7 @@ def render(spec: ServiceSpec, static_dir: Path = RULES_DIR) -> dict[str, str]:
         "target.rules.yml": (TARGET_HEADER, _target_groups(spec)),
         "prediction.rules.yml": (PREDICTION_HEADER, _prediction_groups(spec)),
     }
+    _override(spec, [g for _, groups in out.values() for g in groups])
     files = {name: _dump(header, groups) for name, (header, groups) in out.items() if groups}
     for name in STATIC_FILES:
         files[name] = _static(spec, name, static_dir)
@@ -653,6 +668,8 @@ def main(argv: Sequence[str]) -> int:
         files = render(spec)
         promtool_check(files)
     except (ConfigError, RuleGenError) as exc:
+        if isinstance(exc, ConfigError) and exc.file is None:
+            exc.file = args.spec
         print(f"vigil rules generate: error: {exc}", file=sys.stderr)
         return 1
     out = Path(args.out)
