@@ -15,6 +15,7 @@ that vigil.rules.yml gets the spec's job names, so edits to them merge like any 
 from __future__ import annotations
 
 import difflib
+import re
 import shutil
 import subprocess
 import sys
@@ -570,6 +571,16 @@ def render_tests(spec: ServiceSpec, files: dict[str, str]) -> str:
 
 # --- rendering, checking, writing ------------------------------------------------------------
 
+def _spoken(duration: str) -> str | None:
+    """`2m` -> `2 minutes`, `1h` -> `1 hour`; None for compound durations."""
+    match = re.fullmatch(r"([0-9]+)([smhd])", duration)
+    if match is None:
+        return None
+    n, unit = match.groups()
+    word = {"s": "second", "m": "minute", "h": "hour", "d": "day"}[unit]
+    return f"{n} {word}" + ("" if n == "1" else "s")
+
+
 def _override(spec: ServiceSpec, groups: list[dict[str, Any]]) -> None:
     """Apply the spec's `alerts:` overrides (a `for`, extra labels) to the rendered alerts."""
     for group in groups:  # copies: some alerts are module-level constants (FORECAST_ALERTS)
@@ -580,7 +591,12 @@ def _override(spec: ServiceSpec, groups: list[dict[str, Any]]) -> None:
             raise ConfigError(None, f"alerts.{name}", "no generated alert has this name "
                               f"(this spec renders: {', '.join(sorted(alerts))})")
         if change.for_ is not None:
-            alerts[name]["for"] = change.for_
+            rule = alerts[name]
+            old, new = _spoken(rule["for"]), _spoken(change.for_)
+            rule["for"] = change.for_
+            if old and new:  # descriptions say how long the condition has held
+                rule["annotations"] = {**rule["annotations"], "description": rule["annotations"][
+                    "description"].replace(f"for {old}", f"for {new}")}
         alerts[name]["labels"] = {**alerts[name]["labels"], **change.labels}
 
 

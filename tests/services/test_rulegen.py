@@ -231,6 +231,8 @@ def test_alert_overrides_change_only_the_named_alerts(tmp_path: Path) -> None:
     before, after = alerts(plain), alerts(tuned)
     assert after["TargetProbeFailing"]["for"] == "5m" and before["TargetProbeFailing"]["for"] == "2m"
     assert after["TargetProbeFailing"]["labels"] == {"severity": "critical", "remediation": "auto"}
+    assert "for 2 minutes" in before["TargetProbeFailing"]["annotations"]["description"]
+    assert "for 5 minutes" in after["TargetProbeFailing"]["annotations"]["description"]
     assert after["ForecastAnomalySustained"]["labels"]["team"] == "web"
     # the override does not leak into a later rendering (some alerts are shared constants)
     assert alerts(render(parse_spec({"services": {"site": site}}))) == before
