@@ -3,7 +3,8 @@
 Kinto (records and permissions in PostgreSQL) and Datasette (SQLite), both from PyPI, run
 under supervisord. postgres_exporter watches Kinto's database, node_exporter the filesystem of
 a spool directory (a 64 MiB tmpfs when running as root), blackbox_exporter probes both apps.
-Prometheus evaluates deploy/reference/reference.rules.yml, Alertmanager routes to
+Prometheus evaluates the rules generated from deploy/reference/services.yml (rules/) and
+deploy/reference/reference.rules.yml, Alertmanager routes to
 vigil-remediator, which runs deploy/reference/procedures.yml against the real processes,
 database and files. `vigil demo --stack reference` runs it; the reference scenarios
 (demo/reference_scenarios.py) fault it. See docs/reference-stack.md.
@@ -42,7 +43,7 @@ from vigil.procs import (
 )
 from vigil.timescale import scale_alertmanager_config, scale_rule_file
 
-__all__ = ["PROGRAMS", "REFERENCE_DIR", "ReferenceStack", "admin_database_url", "run_demo"]
+__all__ = ["PROGRAMS", "REFERENCE_DIR", "RULE_FILES", "ReferenceStack", "admin_database_url", "run_demo"]
 
 REFERENCE_DIR = DEPLOY_DIR / "reference"
 PROGRAMS = ("kinto", "datasette")
@@ -60,6 +61,11 @@ PROBES = (
     ("kinto", "config", "kinto_config", "/v1/"),
     ("datasette", "health", "http_2xx", "/-/versions.json"),
 )
+# What the stack's Prometheus loads: the files `vigil rules generate` renders from
+# deploy/reference/services.yml into rules/ (Vigil's own health and anomaly files are not: the
+# stack runs none of the components they watch), and the hand-written reference.rules.yml.
+RULE_FILES = ("rules/signals.rules.yml", "rules/target.rules.yml", "rules/prediction.rules.yml",
+              "reference.rules.yml")
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -366,8 +372,10 @@ class ReferenceStack:
 
     def _start_prometheus(self, log: Callable[[str], None]) -> None:
         log("starting prometheus")
-        rules = scale_rule_file(REFERENCE_DIR / "reference.rules.yml",
-                                self.workdir / "rules" / "reference.rules.yml", self.time_scale)
+        # the rules generated from the stack's service spec (signals and the alerts on them),
+        # and the one alert the spec cannot express, all on compressed time
+        rules = [scale_rule_file(REFERENCE_DIR / name, self.workdir / "rules" / Path(name).name,
+                                 self.time_scale) for name in RULE_FILES]
         scrape = {"postgres": [f"127.0.0.1:{self.ports['postgres']}"],
                   "node": [f"127.0.0.1:{self.ports['node']}"],
                   "vigil-remediator": [f"127.0.0.1:{self.ports['vigil-remediator']}"]}
@@ -386,7 +394,7 @@ class ReferenceStack:
         }
         prom, _ = start_prometheus(
             self.workdir / "prometheus",
-            prometheus_config(scrape, rule_files=[rules],
+            prometheus_config(scrape, rule_files=rules,
                               alertmanagers=[f"127.0.0.1:{self.ports['alertmanager']}"],
                               extra_scrape_configs=[probes]),
             port=self.ports["prometheus"])

@@ -139,32 +139,32 @@ def _undo(ctx: Context) -> None:
         time.sleep(0.5)
 
 
-RELATED_DOWN = r"ReferenceAppDown"
+RELATED_DOWN = r"TargetProbeFailing"
 REFERENCE_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("control", "real use of Kinto and Datasette and no fault: every alert is a false positive",
              "control", lambda c: None, _never, "", r"(?!)", "none", 600, undo=_undo,
              stack="reference", primary_metric='min(probe_success{job="blackbox"})'),
     Scenario("app_hung", "Kinto is SIGSTOPped (alive to supervisord, deaf to users); "
-             "supervisorctl restart", "error", _hang_kinto, _now, "ReferenceAppDown",
-             r"ReferenceAppDown|ReferenceConfigDrift", "auto", 90, undo=_undo, stack="reference",
+             "supervisorctl restart", "error", _hang_kinto, _now, "TargetProbeFailing",
+             r"TargetProbeFailing|ReferenceConfigDrift", "auto", 90, undo=_undo, stack="reference",
              primary_metric='probe_success{probe="health",program="kinto"}'),
     Scenario("app_killed", "Datasette is SIGKILLed and supervisord leaves it down; "
-             "supervisorctl restart", "error", _kill_datasette, _now, "ReferenceAppDown",
+             "supervisorctl restart", "error", _kill_datasette, _now, "TargetProbeFailing",
              RELATED_DOWN, "auto", 90, undo=_undo, stack="reference",
              primary_metric='probe_success{probe="health",program="datasette"}'),
     Scenario("db_connections", f"a stuck worker opens {LEAK_TOTAL} idle connections to Kinto's "
              f"database, one a second, towards its limit of {KINTO_CONNECTION_LIMIT}; idle "
              "backends terminated",
              "resource", _leak_connections, _limit_reached, "ReferenceDbConnectionsNearLimit",
-             r"ReferenceDbConnectionsNearLimit", "auto", 90, undo=_undo, stack="reference",
+             r"ReferenceDbConnectionsNearLimit|TargetDbPoolExhaustionPredicted|TargetDbPoolExhausted", "auto", 90, undo=_undo, stack="reference",
              primary_metric='sum by (datname) (pg_stat_activity_count{datname=~"refstack_.+"})'),
     Scenario("spool_fill", "1 MiB spool files arrive at 2 MiB/s on the 64 MiB spool filesystem; "
-             "spool cleaned", "resource", _fill_spool, _spool_full, "ReferenceSpoolFilling",
-             r"ReferenceSpoolFilling", "auto", 90, undo=_undo, stack="reference",
+             "spool cleaned", "resource", _fill_spool, _spool_full, "TargetDiskFillPredicted",
+             r"TargetDiskFillPredicted", "auto", 90, undo=_undo, stack="reference",
              primary_metric='node_filesystem_avail_bytes{mountpoint=~".*/spool"}'),
     Scenario("config_drift", "kinto.ini turns read-only and Kinto restarts with it; baseline "
              "restored and Kinto restarted", "config", _drift_kinto_config, _now,
-             "ReferenceConfigDrift", r"ReferenceConfigDrift|ReferenceAppDown", "auto", 90,
+             "ReferenceConfigDrift", r"ReferenceConfigDrift|TargetProbeFailing", "auto", 90,
              undo=_undo, stack="reference",
              primary_metric='probe_success{probe="config",program="kinto"}'),
 )

@@ -15,6 +15,7 @@ that vigil.rules.yml gets the spec's job names, so edits to them merge like any 
 from __future__ import annotations
 
 import difflib
+import re
 import shutil
 import subprocess
 import sys
@@ -570,6 +571,35 @@ def render_tests(spec: ServiceSpec, files: dict[str, str]) -> str:
 
 # --- rendering, checking, writing ------------------------------------------------------------
 
+def _spoken(duration: str) -> str | None:
+    """`2m` -> `2 minutes`, `1h` -> `1 hour`; None for compound durations."""
+    match = re.fullmatch(r"([0-9]+)([smhd])", duration)
+    if match is None:
+        return None
+    n, unit = match.groups()
+    word = {"s": "second", "m": "minute", "h": "hour", "d": "day"}[unit]
+    return f"{n} {word}" + ("" if n == "1" else "s")
+
+
+def _override(spec: ServiceSpec, groups: list[dict[str, Any]]) -> None:
+    """Apply the spec's `alerts:` overrides (a `for`, extra labels) to the rendered alerts."""
+    for group in groups:  # copies: some alerts are module-level constants (FORECAST_ALERTS)
+        group["rules"] = [dict(r) for r in group["rules"]]
+    alerts = {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
+    for name, change in spec.alerts.items():
+        if name not in alerts:
+            raise ConfigError(None, f"alerts.{name}", "no generated alert has this name "
+                              f"(this spec renders: {', '.join(sorted(alerts))})")
+        if change.for_ is not None:
+            rule = alerts[name]
+            old, new = _spoken(rule["for"]), _spoken(change.for_)
+            rule["for"] = change.for_
+            if old and new:  # descriptions say how long the condition has held
+                rule["annotations"] = {**rule["annotations"], "description": rule["annotations"][
+                    "description"].replace(f"for {old}", f"for {new}")}
+        alerts[name]["labels"] = {**alerts[name]["labels"], **change.labels}
+
+
 def render(spec: ServiceSpec, static_dir: Path = RULES_DIR) -> dict[str, str]:
     """file name -> text of every rule file for the spec."""
     out = {
@@ -579,6 +609,7 @@ def render(spec: ServiceSpec, static_dir: Path = RULES_DIR) -> dict[str, str]:
         "target.rules.yml": (TARGET_HEADER, _target_groups(spec)),
         "prediction.rules.yml": (PREDICTION_HEADER, _prediction_groups(spec)),
     }
+    _override(spec, [g for _, groups in out.values() for g in groups])
     files = {name: _dump(header, groups) for name, (header, groups) in out.items() if groups}
     for name in STATIC_FILES:
         files[name] = _static(spec, name, static_dir)
@@ -653,6 +684,8 @@ def main(argv: Sequence[str]) -> int:
         files = render(spec)
         promtool_check(files)
     except (ConfigError, RuleGenError) as exc:
+        if isinstance(exc, ConfigError) and exc.file is None:
+            exc.file = args.spec
         print(f"vigil rules generate: error: {exc}", file=sys.stderr)
         return 1
     out = Path(args.out)

@@ -24,6 +24,7 @@ from vigil.config import ConfigError, StrictModel, load_yaml, parse_model
 __all__ = [
     "CONCERNS",
     "SEL",
+    "AlertOverride",
     "HttpPreset",
     "HttpSource",
     "ResourceSource",
@@ -226,10 +227,38 @@ class VigilJobs(StrictModel):
     remediator: str = "vigil-remediator"
 
 
+_DURATION = re.compile(r"^(?:[0-9]+(?:ms|[smhdwy]))+$")
+
+
+class AlertOverride(StrictModel):
+    """Changes to one generated alert: how long it must hold, and labels added or replaced
+    (e.g. remediation: auto for an alert a deployment's own procedure handles)."""
+
+    for_: str | None = Field(None, alias="for", description="a Prometheus duration, e.g. 5m")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("for_")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None and not _DURATION.match(value):
+            raise ValueError(f"not a Prometheus duration: {value!r} (e.g. 90s, 5m, 1h30m)")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _LABEL.match(name) or name == "alertname":
+                raise ValueError(f"{name!r} is not a label an alert may set")
+        return value
+
+
 class ServiceSpec(StrictModel):
     vigil: VigilJobs = VigilJobs()
     presets: Presets = Presets()
     services: dict[str, Service] = Field(min_length=1)
+    # generated alert name -> override; `vigil rules generate` rejects a name it does not render
+    alerts: dict[str, AlertOverride] = Field(default_factory=dict)
 
     @field_validator("services")
     @classmethod

@@ -33,7 +33,7 @@ def silenced(reference: ReferenceStack) -> Iterator[None]:
     procedures themselves, so that the stack's remediator does not run them at the same time."""
     now = datetime.now(UTC)
     resp = requests.post(f"{reference.url('alertmanager')}/api/v2/silences", timeout=5, json={
-        "matchers": [{"name": "alertname", "value": "Reference.+", "isRegex": True, "isEqual": True}],
+        "matchers": [{"name": "alertname", "value": "Reference.+|Target.+", "isRegex": True, "isEqual": True}],
         "startsAt": now.isoformat(), "endsAt": (now + timedelta(hours=1)).isoformat(),
         "createdBy": "tests", "comment": "the action tests run the procedures"})
     resp.raise_for_status()
@@ -79,7 +79,7 @@ def _answers(url: str) -> bool:
 
 def test_params_are_refused_unless_they_match(reference: ReferenceStack) -> None:
     config = _config(reference)
-    match = match_alert(config, {"labels": {"alertname": "ReferenceAppDown",
+    match = match_alert(config, {"labels": {"alertname": "TargetProbeFailing", "probe": "health",
                                             "program": "kinto; rm -rf /"}, "fingerprint": "ab"})
     assert match.procedure is not None and match.refused and "program" in match.refused
     assert "rm -rf" not in match.refused  # the value is never echoed
@@ -92,7 +92,8 @@ def test_supervisorctl_restarts_a_killed_app(reference: ReferenceStack) -> None:
     wait_for(lambda: "EXITED" in reference.supervisorctl("status", "datasette", check=False),
              what="supervisord to see datasette exit")
     assert not _answers(health)
-    name, outputs = run_procedure(reference, {"alertname": "ReferenceAppDown", "program": "datasette"})
+    name, outputs = run_procedure(reference, {"alertname": "TargetProbeFailing", "probe": "health",
+                                                   "program": "datasette"})
     assert name == "restart-unresponsive-app"
     assert "datasette: started" in outputs[0]
     assert reference.program_pid("datasette") != pid
@@ -109,7 +110,7 @@ def test_supervisorctl_restarts_a_hung_app(reference: ReferenceStack) -> None:
         wait_for(lambda: prom_value(reference.url("prometheus"),
                                     'probe_success{probe="health",program="kinto"}') == 0,
                  timeout=20, what="the blackbox probe to see kinto hang")
-        run_procedure(reference, {"alertname": "ReferenceAppDown", "program": "kinto"})
+        run_procedure(reference, {"alertname": "TargetProbeFailing", "probe": "health", "program": "kinto"})
     finally:
         try:
             os.kill(pid, signal.SIGCONT)
@@ -165,7 +166,8 @@ def test_spool_is_cleaned_as_the_filesystem_fills(reference: ReferenceStack) -> 
              f'node_filesystem_size_bytes{{mountpoint="{reference.spool_dir}"}}')
     wait_for(lambda: (prom_value(reference.url("prometheus"), ratio) or 1) < 0.3, timeout=20,
              what="node_exporter to see the spool fill")
-    name, _ = run_procedure(reference, {"alertname": "ReferenceSpoolFilling"})
+    name, _ = run_procedure(reference, {"alertname": "TargetDiskFillPredicted",
+                                          "mountpoint": str(reference.spool_dir)})
     assert name == "clean-spool"
     assert list(reference.spool_dir.glob("*.spool")) == []
     assert keep.read_text() == "not a spool file"  # only the configured pattern goes

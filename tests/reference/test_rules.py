@@ -7,9 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from vigil.demo.reference import REFERENCE_DIR
+import yaml
+from vigil.demo.reference import REFERENCE_DIR, RULE_FILES
 
 from tests.harness import require_binary
+from vigil.rulegen import promtool_check, render, stale
+from vigil.spec import load_config
 from vigil.timescale import scale_rule_file
 
 
@@ -25,11 +28,33 @@ def test_rules_check_and_unit_tests() -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
+def test_generated_rules_are_up_to_date() -> None:
+    """deploy/reference/rules/ is what `vigil rules generate` renders from the stack's spec,
+    and promtool passes it and its generated tests."""
+    require_binary("promtool")
+    files = render(load_config(REFERENCE_DIR / "services.yml"))
+    assert stale(files, REFERENCE_DIR / "rules") == [], (
+        "run `vigil rules generate --spec deploy/reference/services.yml --out deploy/reference/rules`")
+    promtool_check(files)
+
+
+def test_spec_overrides_reach_the_generated_alerts() -> None:
+    rules = {r["alert"]: r for name in RULE_FILES
+             for g in yaml.safe_load((REFERENCE_DIR / name).read_text())["groups"]
+             for r in g["rules"] if "alert" in r}
+    assert rules["TargetProbeFailing"]["for"] == "5m"
+    assert rules["TargetProbeFailing"]["labels"]["remediation"] == "auto"
+    assert rules["TargetDbPoolExhaustionPredicted"]["labels"]["remediation"] == ""
+    # the generic signals cover the probe and disk alerts; the drift and the near-limit stay
+    assert {"TargetDbPoolExhausted", "TargetDiskFillPredicted", "ReferenceConfigDrift"} <= set(rules)
+    assert not {"ReferenceAppDown", "ReferenceSpoolFilling"} & set(rules)
+
+
 def test_time_compressed_rules_still_check(tmp_path: Path) -> None:
     """What the stack loads: the same rules with durations divided by 60 (subqueries too)."""
-    out = scale_rule_file(REFERENCE_DIR / "reference.rules.yml", tmp_path / "r.yml", 60)
-    assert "[5s:]" in out.read_text()
-    checked = promtool("check", "rules", str(out))
+    outs = [scale_rule_file(REFERENCE_DIR / name, tmp_path / Path(name).name, 60) for name in RULE_FILES]
+    assert "[5s:]" in outs[-1].read_text()
+    checked = promtool("check", "rules", *map(str, outs))
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

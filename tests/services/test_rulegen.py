@@ -215,3 +215,45 @@ def test_forecasts_procedures_and_dashboards_read_the_generic_signals() -> None:
             continue
         offenders += [f"{query}: {name}" for name in sorted(names & RAW_SIGNAL_NAMES)]
     assert offenders == []
+
+
+def test_alert_overrides_change_only_the_named_alerts(tmp_path: Path) -> None:
+    site = {"resources": {"probes": {"preset": "blackbox_exporter", "job": "blackbox"}}}
+    plain = render(parse_spec({"services": {"site": site}}))
+    tuned = render(parse_spec({"services": {"site": site}, "alerts": {
+        "TargetProbeFailing": {"for": "5m", "labels": {"remediation": "auto"}},
+        "ForecastAnomalySustained": {"labels": {"team": "web"}}}}))
+
+    def alerts(files: dict[str, str]) -> dict[str, Any]:
+        return {r["alert"]: r for name, text in files.items() if name.endswith(".rules.yml")
+                for g in yaml.safe_load(text)["groups"] for r in g["rules"] if "alert" in r}
+
+    before, after = alerts(plain), alerts(tuned)
+    assert after["TargetProbeFailing"]["for"] == "5m" and before["TargetProbeFailing"]["for"] == "2m"
+    assert after["TargetProbeFailing"]["labels"] == {"severity": "critical", "remediation": "auto"}
+    assert "for 2 minutes" in before["TargetProbeFailing"]["annotations"]["description"]
+    assert "for 5 minutes" in after["TargetProbeFailing"]["annotations"]["description"]
+    assert after["ForecastAnomalySustained"]["labels"]["team"] == "web"
+    # the override does not leak into a later rendering (some alerts are shared constants)
+    assert alerts(render(parse_spec({"services": {"site": site}}))) == before
+    assert {k: v for k, v in after.items() if k not in ("TargetProbeFailing", "ForecastAnomalySustained")} \
+        == {k: v for k, v in before.items() if k not in ("TargetProbeFailing", "ForecastAnomalySustained")}
+
+
+@pytest.mark.parametrize("alerts, where, needle", [
+    ({"TargetProbeFailng": {"for": "5m"}}, "alerts.TargetProbeFailng", "no generated alert has this name"),
+    ({"TargetProbeFailing": {"for": "five minutes"}}, "alerts.TargetProbeFailing.for",
+     "not a Prometheus duration"),
+    ({"TargetProbeFailing": {"labels": {"alertname": "X"}}}, "alerts.TargetProbeFailing.labels",
+     "not a label an alert may set"),
+])
+def test_bad_alert_override_is_one_line_naming_the_key(tmp_path: Path, alerts: dict[str, Any], where: str,
+                                                      needle: str) -> None:
+    spec = _spec_file(tmp_path, {"services": {"site": {"resources": {"probes": {
+        "preset": "blackbox_exporter", "job": "blackbox"}}}}, "alerts": alerts})
+    out = tmp_path / "out"
+    result = vigil("rules", "generate", "--spec", str(spec), "--out", str(out))
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{spec}: {where}: " in lines[0] and needle in lines[0], result.stderr
+    assert not out.exists()
