@@ -54,13 +54,12 @@ def test_wheel_carries_package_data(wheel: Path) -> None:
         root = REPO_ROOT / folder
         shipped = {p.relative_to(root).as_posix() for p in root.rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-                   and not (folder == "deploy" and p.parent.name == "secrets"
-                            and p.name != "README")}
+                   and not (folder == "deploy" and p.parent.name == "secrets")}
         assert shipped, folder
         missing = {f"{package}/{rel}" for rel in shipped} - names
         assert not missing, f"not in the wheel: {sorted(missing)}"
-    # a deployment's secret files in deploy/secrets/ never travel; only its README does
-    assert [n for n in names if "/secrets/" in n] == ["vigil/deploy/secrets/README"]
+    # nothing in deploy/secrets/ travels: a deployment's secret files live there
+    assert [n for n in names if "/secrets/" in n] == []
 
 
 @pytest.fixture(scope="module")

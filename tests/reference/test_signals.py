@@ -43,7 +43,8 @@ def test_generated_signals_return_data(reference: ReferenceStack, tmp_path: Path
 
             rows = wait_for(query, timeout=30, interval=0.5, what=f"{name} to return data")
             assert all("target" in r["metric"] for r in rows), rows
-        kinto = prom_query(url, 'target:connections_max:count{target="kinto"}')
+        # this stack's own database (another stack's may share the server)
+        kinto = prom_query(url, f'target:connections_max:count{{target="kinto",datname="{reference.name}"}}')
         assert [float(r["value"][1]) for r in kinto] == [20.0]  # the database's CONNECTION LIMIT
     finally:
         prom.stop()
