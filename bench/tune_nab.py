@@ -41,8 +41,10 @@ FAMILIES = {"real": ("realAWSCloudwatch/",),
             "artificial": ("artificialNoAnomaly/", "artificialWithAnomaly/")}
 # the same hold lengths (rows an alert keeps firing after its last trigger) for every detector
 HOLDS = (0, 6, 12, 36)
+# multi-point rules only: one point outside the band never flips the service's flag (a
+# 1-of-1 rule with a refractory period lets one noisy point block a real shift behind it)
 VIGIL_GRID = {"anomaly_coverage": (0.99, 0.995, 0.999),
-              "points_window": ((3, 5), (2, 3), (1, 1)),
+              "points_window": ((3, 5), (2, 3)),
               "anomaly_refractory": (0, 72, 288, 576)}
 SUSTAINED_POINTS = 15
 BASELINE_THRESHOLDS = (3.0, 4.0, 5.0, 6.0)
