@@ -41,8 +41,11 @@ FAMILIES = {"real": ("realAWSCloudwatch/",),
             "artificial": ("artificialNoAnomaly/", "artificialWithAnomaly/")}
 # the same hold lengths (rows an alert keeps firing after its last trigger) for every detector
 HOLDS = (0, 6, 12, 36)
-VIGIL_GRID = {"anomaly_coverage": (0.99, 0.999), "points_window": ((3, 5), (2, 3), (1, 1)),
-              "anomaly_hold": HOLDS}
+# multi-point rules only: one point outside the band never flips the service's flag (a
+# 1-of-1 rule with a refractory period lets one noisy point block a real shift behind it)
+VIGIL_GRID = {"anomaly_coverage": (0.99, 0.995, 0.999),
+              "points_window": ((3, 5), (2, 3)),
+              "anomaly_refractory": (0, 72, 288, 576)}
 SUSTAINED_POINTS = 15
 BASELINE_THRESHOLDS = (3.0, 4.0, 5.0, 6.0)
 
@@ -94,9 +97,9 @@ def quiet_on_noise(settings: dict[str, Any]) -> tuple[bool, str]:
 
 
 def _settings(combo: tuple[Any, ...]) -> dict[str, Any]:
-    coverage, (points, window), hold = combo
+    coverage, (points, window), refractory = combo
     return {"anomaly_coverage": coverage, "anomaly_points": points, "anomaly_window": window,
-            "anomaly_hold": hold}
+            "anomaly_hold": 0, "anomaly_refractory": refractory}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,6 +158,9 @@ class ForecastConfig(StrictModel):
     anomaly_coverage: float = Field(default=0.99, gt=0.5, lt=1.0)
     # the flag stays up this many points after the persistence rule last held
     anomaly_hold: int = Field(default=0, ge=0, le=100_000)
+    # after the flag rises it cannot rise anew for this many points (it may still stay up):
+    # a departure that returns within that time is the same incident, not a new one
+    anomaly_refractory: int = Field(default=72, ge=0, le=100_000)
     # the band is calibrated on this many of the series' latest out-of-sample residuals, and
     # the flag stays down until at least `calibration_min_points` of them are known
     calibration_window: int = Field(default=1000, ge=1, le=100_000)

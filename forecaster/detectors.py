@@ -16,8 +16,12 @@ What it does per new point, in time order (docs/forecaster.md has the reasoning)
    judged points outside that band (`anomaly_direction` picks the sides that count). Once
    raised it stays up for `anomaly_hold` further points after the rule last held, like
    Prometheus' `keep_firing_for`, so a flickering departure is one anomaly, not many.
+   After the flag rises, it cannot rise anew for `anomaly_refractory` points (it still stays
+   up, or falls, as the rule says): a departure that comes back within that time is the same
+   incident, so it neither pages again nor keeps the flag up longer. Its outside points
+   still join the calibration clipped, as in step 4.
 4. The residual joins the calibration window `anomaly_window` points later; if it was
-   outside and the flag rose meanwhile, it joins clipped to the judged half-width, so an
+   outside and the flag rose (or the rule held) meanwhile, it joins clipped to the judged half-width, so an
    anomaly never widens the band that is catching it (and the clipped tail never narrows it). Nothing is judged before the window
    holds `calibration_min_points` residuals.
 
@@ -79,6 +83,7 @@ class DetectorState(Protocol):
     anomaly_halfwidth: float | None
     anomaly: bool
     held: int  # points the flag stays up without the rule holding
+    rearm: int  # points left before the flag may rise anew (anomaly_refractory)
 
 
 def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower: np.ndarray,
@@ -95,6 +100,8 @@ def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower:
             flags[i] = st.anomaly
             continue  # beyond the horizon: the next retrain takes over
         resid = float((value - y0) / w)
+        blocked, st.rearm = st.rearm > 0, max(st.rearm - 1, 0)
+        rule = False
         if len(st.residuals) < cfg.calibration_min_points:
             st.outside.clear()  # judged only once the band is calibrated
             st.anomaly, st.held, out, keep = False, 0, False, 0
@@ -104,8 +111,11 @@ def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower:
             low, high = widen_band(y0, low, high, w, half)
             out = is_outside(value, low, high, cfg.anomaly_direction)
             st.outside.append(out)
-            if anomaly_flag(np.array(st.outside, dtype=bool), cfg.anomaly_points,
-                            cfg.anomaly_window):
+            rule = anomaly_flag(np.array(st.outside, dtype=bool), cfg.anomaly_points,
+                                cfg.anomaly_window)
+            if rule and (st.anomaly or not blocked):
+                if not st.anomaly:
+                    st.rearm = cfg.anomaly_refractory  # a new raise: no other one for a while
                 st.anomaly, st.held = True, cfg.anomaly_hold
             elif st.held > 0:
                 st.held -= 1  # the hold keeps the flag up
@@ -113,7 +123,7 @@ def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower:
                 st.anomaly = False
             keep = cfg.anomaly_window
         st.pending.append([resid, out, False])
-        if st.anomaly:
+        if st.anomaly or (keep and rule):  # a blocked rise is an anomaly for calibration too
             for entry in st.pending:
                 entry[2] = entry[2] or entry[1]  # outside points of a flagged stretch
         if len(st.pending) > keep:

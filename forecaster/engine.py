@@ -76,6 +76,7 @@ class SeriesState:
     evaluated_until: float = 0.0
     anomaly: bool = False
     held: int = 0  # points the anomaly flag is still held up for (anomaly_hold)
+    rearm: int = 0  # points before the flag may rise anew (anomaly_refractory)
     last_value: float = math.nan
     last_value_ts: float = 0.0
     history_seconds: float = 0.0

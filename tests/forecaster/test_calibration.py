@@ -180,3 +180,17 @@ def test_the_hold_keeps_the_flag_up_after_the_rule_last_held() -> None:
     assert 200 <= last <= 203
     assert all(held[201:last + 11]) and not held[last + 11]
     assert not any(plain[last + 1:last + 11])
+
+
+def test_the_refractory_period_blocks_a_new_rise_but_never_holds_the_flag() -> None:
+    values = 100.0 + np.random.default_rng(13).normal(0.0, 1.0, 400)
+    for at in (200, 230, 320):
+        values[at:at + 2] += 12.0  # three short departures: the second within 72 points
+    flags, _ = _replay(values, _config(anomaly_refractory=72))
+    plain, _ = _replay(values, _config(anomaly_refractory=0))
+    rises = [i for i in range(1, len(flags)) if flags[i] and not flags[i - 1]]
+    plain_rises = [i for i in range(1, len(plain)) if plain[i] and not plain[i - 1]]
+    assert {201, 231, 321} <= set(plain_rises)
+    assert 201 in rises and 321 in rises and 231 not in rises
+    assert not any(flags[225:235])  # blocked, and never held up by the refractory period
+    assert sum(flags) <= sum(plain)
