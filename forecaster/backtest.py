@@ -421,8 +421,8 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"replayed {len(good)} file(s), {rows} rows, {sum(r.fits for r in good)} model fits "
           f"in {elapsed:.1f}s with {args.workers} worker(s); forecast {base.name!r}: history "
           f"{base.history:.0f}s, retrain every {retrain_text}, band {base.interval_width}, "
-          f"anomaly coverage {base.anomaly_coverage}, {base.anomaly_points} of "
-          f"{base.anomaly_window} points; {n_warn} row warning(s) in {len(warned)} file(s), "
+          f"anomaly coverage {base.anomaly_coverage}, floor {base.anomaly_floor:g} robust sd, "
+          f"{base.anomaly_points} of {base.anomaly_window} points; {n_warn} row warning(s) in {len(warned)} file(s), "
           f"{len(failed)} unreadable file(s)")
     scored = [r for r in good if r.nab]
     if labels is not None:

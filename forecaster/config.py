@@ -149,21 +149,24 @@ class ForecastConfig(StrictModel):
     interval_width: float = Field(default=0.95, gt=0.5, lt=1.0)
     # anomaly persistence: flag when `anomaly_points` of the last `anomaly_window` points are out;
     # the anomaly defaults are committed from bench/tune_nab.py (docs/backtest.md)
-    anomaly_points: int = Field(default=2, ge=1)
-    anomaly_window: int = Field(default=3, ge=1)
+    anomaly_points: int = Field(default=1, ge=1)
+    anomaly_window: int = Field(default=1, ge=1)
     # which side of the band counts: `above` for capacity forecasts, where only growth hurts
     anomaly_direction: Literal["both", "above", "below"] = "both"
     # coverage of the band a point is judged against (the published band keeps
     # interval_width); committed from the NAB tuning protocol in docs/backtest.md
-    anomaly_coverage: float = Field(default=0.99, gt=0.5, lt=1.0)
+    anomaly_coverage: float = Field(default=0.999, gt=0.5, lt=1.0)
+    # ... and never narrower than this many robust standard deviations (1.4826 * MAD) of the
+    # same residuals; 0 turns the floor off
+    anomaly_floor: float = Field(default=7.0, ge=0.0, le=1000.0)
     # the flag stays up this many points after the persistence rule last held
-    anomaly_hold: int = Field(default=0, ge=0, le=100_000)
+    anomaly_hold: int = Field(default=6, ge=0, le=100_000)
     # after the flag rises it cannot rise anew for this many points (it may still stay up):
     # a departure that returns within that time is the same incident, not a new one
-    anomaly_refractory: int = Field(default=72, ge=0, le=100_000)
+    anomaly_refractory: int = Field(default=432, ge=0, le=100_000)
     # the band is calibrated on this many of the series' latest out-of-sample residuals, and
     # the flag stays down until at least `calibration_min_points` of them are known
-    calibration_window: int = Field(default=1000, ge=1, le=100_000)
+    calibration_window: int = Field(default=576, ge=1, le=100_000)
     calibration_min_points: int = Field(default=40, ge=1)
     max_fit_points: int = Field(default=1500, ge=50)
     counter: Literal["auto", "never"] = "auto"

@@ -9,21 +9,27 @@ What it does per new point, in time order (docs/forecaster.md has the reasoning)
 1. The point's residual against the last fit, divided by the horizon factor
    sqrt(1 + h / span), is an out-of-sample error of the model (the fit never saw the point).
 2. The band the point is judged against is the fit's band widened to
-   yhat +- q * sqrt(1 + h / span), where q is the split-conformal half-width of the series'
-   latest out-of-sample residuals at coverage `anomaly_coverage` (never narrower than the
-   published band at `interval_width`).
+   yhat +- q * sqrt(1 + h / span), where q is the larger of the split-conformal half-width
+   of the series' latest out-of-sample residuals at coverage `anomaly_coverage` (never less
+   than the published one at `interval_width`) and `anomaly_floor` robust standard
+   deviations (1.4826 * the median absolute deviation) of the residuals judged while the
+   flag was down. A conformal rank alone follows the residuals down to nothing on a series
+   the model fits almost exactly, and a high rank of a short window is its largest residual;
+   the floor keeps a refit's wobble on the first, and ordinary noise on any, from paging.
 3. The flag is the persistence rule: at least `anomaly_points` of the last `anomaly_window`
    judged points outside that band (`anomaly_direction` picks the sides that count). Once
    raised it stays up for `anomaly_hold` further points after the rule last held, like
-   Prometheus' `keep_firing_for`, so a flickering departure is one anomaly, not many.
-   After the flag rises, it cannot rise anew for `anomaly_refractory` points (it still stays
-   up, or falls, as the rule says): a departure that comes back within that time is the same
-   incident, so it neither pages again nor keeps the flag up longer. Its outside points
-   still join the calibration clipped, as in step 4.
-4. The residual joins the calibration window `anomaly_window` points later; if it was
-   outside and the flag rose (or the rule held) meanwhile, it joins clipped to the judged half-width, so an
-   anomaly never widens the band that is catching it (and the clipped tail never narrows it). Nothing is judged before the window
-   holds `calibration_min_points` residuals.
+   Prometheus' `keep_firing_for`, so a departure that dips back inside for a point or two is
+   one anomaly, not many. After the flag rises, it cannot rise anew for `anomaly_refractory`
+   points (it still stays up, or falls, as the rule says): a departure that comes back
+   within that time is the same incident, so it neither pages again nor keeps the flag up
+   longer. Its outside points still join the calibration clipped, as in step 4.
+4. The residual joins the calibration window `anomaly_window` points later. If it was
+   outside and the flag rose (or the rule held) meanwhile, it joins clipped to the published
+   half-width, so an anomaly widens neither band, the published one nor the one catching it;
+   and only residuals judged while the flag was down feed the floor's scale, since a long
+   anomaly's points would otherwise move the median and raise the floor under it. Nothing
+   is judged before the window holds `calibration_min_points` residuals.
 
 The baselines map a series to a per-row score in [0, 1] and a 0/1 alert, causally (row t
 uses rows 0..t only), the way the corresponding Prometheus alerting rules would fire.
@@ -48,6 +54,7 @@ __all__ = [
     "Ring",
     "hold_alerts",
     "judge_points",
+    "robust_sd",
     "rolling_zscore",
     "trend_detector",
 ]
@@ -81,9 +88,25 @@ class DetectorState(Protocol):
     pending: deque[list[Any]]
     halfwidth: float | None
     anomaly_halfwidth: float | None
+    typical: Ring  # the residuals of `residuals` judged while the flag was down
+    robust_sd: float | None  # 1.4826 * MAD of `typical`
     anomaly: bool
     held: int  # points the flag stays up without the rule holding
     rearm: int  # points left before the flag may rise anew (anomaly_refractory)
+
+
+def robust_sd(residuals: np.ndarray) -> float | None:
+    """1.4826 times the median absolute deviation: the standard deviation of normal errors,
+    unmoved by the few large ones a heavy-tailed series has. None for no residuals."""
+    if len(residuals) == 0:
+        return None
+    return 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
+
+
+def _judged_halfwidth(st: DetectorState, cfg: ForecastConfig) -> float:
+    """The half-width a point is judged against: conformal at both coverages, and the floor."""
+    return max(st.halfwidth or 0.0, st.anomaly_halfwidth or 0.0,
+               cfg.anomaly_floor * (st.robust_sd or 0.0))
 
 
 def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower: np.ndarray,
@@ -107,8 +130,7 @@ def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower:
             st.anomaly, st.held, out, keep = False, 0, False, 0
         else:
             low, high = float(lower[i]), float(upper[i])
-            half = max(st.halfwidth or 0.0, st.anomaly_halfwidth or 0.0)
-            low, high = widen_band(y0, low, high, w, half)
+            low, high = widen_band(y0, low, high, w, _judged_halfwidth(st, cfg))
             out = is_outside(value, low, high, cfg.anomaly_direction)
             st.outside.append(out)
             rule = anomaly_flag(np.array(st.outside, dtype=bool), cfg.anomaly_points,
@@ -122,29 +144,32 @@ def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower:
             else:
                 st.anomaly = False
             keep = cfg.anomaly_window
-        st.pending.append([resid, out, False])
+        st.pending.append([resid, out, False, True])  # residual, outside, flagged, calm
         if st.anomaly or (keep and rule):  # a blocked rise is an anomaly for calibration too
             for entry in st.pending:
                 entry[2] = entry[2] or entry[1]  # outside points of a flagged stretch
+                entry[3] = False  # and none of that stretch is typical
         if len(st.pending) > keep:
             while len(st.pending) > keep:
-                r, _, flagged = st.pending.popleft()
-                judged = max(st.halfwidth or 0.0, st.anomaly_halfwidth or 0.0)
-                if flagged and judged > 0:
-                    r = math.copysign(min(abs(r), judged), r)
+                r, _, flagged, calm = st.pending.popleft()
+                if flagged and st.halfwidth:
+                    r = math.copysign(min(abs(r), st.halfwidth), r)
+                if calm:
+                    st.typical.append(r)
                 st.residuals.append(r)
             known = st.residuals.values()
             st.halfwidth = conformal_halfwidth(known, cfg.interval_width)
             st.anomaly_halfwidth = conformal_halfwidth(known, cfg.anomaly_coverage)
+            st.robust_sd = robust_sd(st.typical.values())
         flags[i] = st.anomaly
     return flags
 
 
 # Committed settings of the baselines, chosen by the same protocol as Vigil's detector
-# (docs/backtest.md: tuned on one NAB family, checked on the other). An alert keeps firing
+# (bench/tune_nab.py --tune all: the best on every development file; docs/backtest.md). An alert keeps firing
 # this many rows after its last trigger, like Prometheus' `keep_firing_for`.
 ZSCORE_THRESHOLD = 5.0
-TREND_THRESHOLD = 5.0
+TREND_THRESHOLD = 6.0
 BASELINE_HOLD_ROWS = 36
 
 

@@ -69,10 +69,13 @@ class SeriesState:
     outside: deque[bool] = field(default_factory=lambda: deque(maxlen=64))
     # horizon-normalised out-of-sample residuals: `residuals` calibrate the band, `pending`
     # wait there until the persistence rule has judged them (anomalies join clipped)
-    residuals: Ring = field(default_factory=lambda: Ring(1000))
-    pending: deque[list[Any]] = field(default_factory=deque)  # [residual, outside, flagged]
+    residuals: Ring = field(default_factory=lambda: Ring(576))
+    pending: deque[list[Any]] = field(default_factory=deque)  # [residual, outside, flagged, calm]
     halfwidth: float | None = None  # conformal half-width of `residuals` (published band)
     anomaly_halfwidth: float | None = None  # the same at `anomaly_coverage` (judged band)
+    # the unflagged ones among them, whose 1.4826 * MAD is the judged band's floor
+    typical: Ring = field(default_factory=lambda: Ring(576))
+    robust_sd: float | None = None
     evaluated_until: float = 0.0
     anomaly: bool = False
     held: int = 0  # points the anomaly flag is still held up for (anomaly_hold)
@@ -81,6 +84,12 @@ class SeriesState:
     last_value_ts: float = 0.0
     history_seconds: float = 0.0
     threshold: float | None = None
+
+    @classmethod
+    def for_config(cls, labels: dict[str, str], cfg: ForecastConfig, **kw: Any) -> SeriesState:
+        """A new series' state with its calibration rings sized by `calibration_window`."""
+        return cls(labels, residuals=Ring(cfg.calibration_window),
+                   typical=Ring(cfg.calibration_window), **kw)
 
 
 @dataclass
@@ -179,9 +188,8 @@ class Engine:
             for key, (series, ts, vs) in current.items():
                 st = state.series.get(key)
                 if st is None:
-                    st = state.series[key] = SeriesState(
-                        series_labels(series.labels),
-                        residuals=Ring(cfg.calibration_window))
+                    st = state.series[key] = SeriesState.for_config(
+                        series_labels(series.labels), cfg)
                 st.threshold = self._match_threshold(cfg, series.labels, limits)
                 st.history_seconds = float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0
                 if len(ts):

@@ -34,8 +34,8 @@ def _config(**extra: object) -> ForecastConfig:
 def _replay(values: np.ndarray, cfg: ForecastConfig, result: FitResult | None = None
             ) -> tuple[list[bool], SeriesState]:
     """Feed the points one cycle at a time; return the flag after each point."""
-    st = SeriesState({}, result=result or _overfit_fit(), evaluated_until=FIT_AT,
-                     residuals=Ring(cfg.calibration_window))
+    st = SeriesState.for_config({}, cfg, result=result or _overfit_fit(),
+                                evaluated_until=FIT_AT)
     ts = FIT_AT + STEP * np.arange(1, len(values) + 1)
     flags = []
     for i in range(len(values)):
@@ -129,19 +129,19 @@ def test_the_flag_waits_for_the_minimum_of_out_of_sample_residuals() -> None:
 def test_level_shift_after_calibration_is_flagged_and_stays_flagged(seed: int) -> None:
     cfg = _config()
     values = 100.0 + _noise(300, seed)
-    values[200:] += 8.0
+    values[200:] += 12.0  # well beyond the band's floor of anomaly_floor robust sd
     flags, _ = _replay(values, cfg)
     assert _longest_run(flags[:200]) <= 2 * cfg.anomaly_window
-    # 3 of 5 shifted points; the shifted points never calibrate the band, so the flag stays
-    # up until a refit takes the shift in
-    assert all(flags[202:])
+    # the shifted points never calibrate the band (nor its floor), so the flag rises on the
+    # first of them and stays up until a refit takes the shift in
+    assert not any(flags[195:200]) and all(flags[200:])
 
 
 @pytest.mark.parametrize(("points", "window"), [(2, 3), (3, 5)])
 def test_level_shift_in_white_noise_is_flagged_on_its_nth_point(points: int, window: int
                                                                  ) -> None:
     values = 100.0 + np.random.default_rng(12).normal(0.0, 1.0, 300)
-    values[200:] += 6.0
+    values[200:] += 10.0  # beyond the 6.5 robust sd floor, so every shifted point is out
     flags, st = _replay(values, _config(anomaly_points=points, anomaly_window=window))
     first = 200 + points - 1  # on the points-th shifted point
     assert not any(flags[195:first]) and all(flags[first:])
@@ -173,9 +173,10 @@ def test_the_calibration_window_keeps_the_latest_residuals() -> None:
 
 def test_the_hold_keeps_the_flag_up_after_the_rule_last_held() -> None:
     values = 100.0 + np.random.default_rng(13).normal(0.0, 1.0, 300)
-    values[200:203] += 8.0  # three shifted points, then back to normal
-    held, _ = _replay(values, _config(anomaly_hold=10))
-    plain, _ = _replay(values, _config(anomaly_hold=0))
+    values[200:203] += 12.0  # three shifted points (beyond the 7 robust sd floor), then back
+    rule = {"anomaly_points": 2, "anomaly_window": 3}
+    held, _ = _replay(values, _config(anomaly_hold=10, **rule))
+    plain, _ = _replay(values, _config(anomaly_hold=0, **rule))
     last = max(i for i in range(len(plain)) if plain[i])
     assert 200 <= last <= 203
     assert all(held[201:last + 11]) and not held[last + 11]
@@ -186,8 +187,9 @@ def test_the_refractory_period_blocks_a_new_rise_but_never_holds_the_flag() -> N
     values = 100.0 + np.random.default_rng(13).normal(0.0, 1.0, 400)
     for at in (200, 230, 320):
         values[at:at + 2] += 12.0  # three short departures: the second within 72 points
-    flags, _ = _replay(values, _config(anomaly_refractory=72))
-    plain, _ = _replay(values, _config(anomaly_refractory=0))
+    rule = {"anomaly_points": 2, "anomaly_window": 3, "anomaly_hold": 0}
+    flags, _ = _replay(values, _config(anomaly_refractory=72, **rule))
+    plain, _ = _replay(values, _config(anomaly_refractory=0, **rule))
     rises = [i for i in range(1, len(flags)) if flags[i] and not flags[i - 1]]
     plain_rises = [i for i in range(1, len(plain)) if plain[i] and not plain[i - 1]]
     assert {201, 231, 321} <= set(plain_rises)

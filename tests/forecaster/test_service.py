@@ -318,6 +318,16 @@ def test_a_dead_fit_worker_is_replaced(prometheus: str) -> None:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _deployed_anomaly_settings(name: str) -> dict[str, Any]:
+    """The anomaly settings deploy/forecasts.yml gives forecast `name` (the demo runs them)."""
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "forecasts.yml")
+                         .read_text())
+    forecast = next(f for f in doc["forecasts"] if f["name"] == name)
+    return {k: v for k, v in forecast.items() if k.startswith(("anomaly_", "calibration_"))}
+
+
 def _memory_like(seed: int, leak_at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A process's resident memory at 1 s: warm-up, AR(1) noise, 128 KiB pages; maybe a leak."""
     ts = np.arange(NOW - 420, NOW + 1, 1.0)
@@ -346,7 +356,7 @@ def test_overfit_short_history_stays_quiet_and_a_leak_is_flagged(
     config = _config(url, memory={
         "query": "synthetic_rss_bytes", "history": "2880s", "step": "1s", "horizon": "360s",
         "min_history": "30s", "retrain_interval": "15s",
-        "seasonality": {"daily": False, "weekly": False}})
+        "seasonality": {"daily": False, "weekly": False}, **_deployed_anomaly_settings("memory")})
     engine = Engine(config)
     flags: dict[str, list[bool]] = {"quiet": [], "leak": []}
     for t in np.arange(quiet_ts[0] + 30, NOW + 1, 2.0):
