@@ -208,18 +208,31 @@ def replay_engine(seconds: np.ndarray, values: np.ndarray, cfg: ForecastConfig,
     return Replay(flags, fit.fits)
 
 
+# settings counted in points that stand for a span of time: the backtest keeps their span
+# when the file's row spacing differs from the forecast's step
+TIME_IN_POINTS = ("anomaly_refractory", "calibration_window")
+
+
 def backtest_config(base: ForecastConfig, seconds: np.ndarray,
                     retrain_interval: float | None) -> ForecastConfig:
     """The forecast's settings mapped to a file's rows: its step becomes the row spacing.
 
     The history, retrain interval and minimum history keep their durations (so 7d of history
-    is 2016 rows at 5 minutes); the horizon is at least the retrain interval, so every row
-    after the first fit is judged by some fit, as in a service whose horizon outlasts its
-    retrain interval.
+    is 2016 rows at 5 minutes); so do the settings counted in points that stand for a span
+    of time, the refractory period and the calibration window (432 points at a 5-minute step,
+    36 hours, are 144 rows of a 15-minute file). The persistence rule, the hold and the
+    calibration minimum stay counts of points. The horizon is at least the retrain interval,
+    so every row after the first fit is judged by some fit, as in a service whose horizon
+    outlasts its retrain interval.
     """
     step = float(np.median(np.diff(seconds))) if len(seconds) > 1 else base.step
     data = base.model_dump()
     data["step"] = step
+    if step > 0 and step != base.step:
+        for name in TIME_IN_POINTS:
+            least = 0 if name == "anomaly_refractory" else 1
+            data[name] = max(round(data[name] * base.step / step), least)
+        data["calibration_window"] = max(data["calibration_window"], data["calibration_min_points"])
     if retrain_interval is not None:
         data["retrain_interval"] = retrain_interval
     data["horizon"] = max(data["horizon"], data["retrain_interval"], step)

@@ -86,6 +86,25 @@ def test_backtest_and_the_service_engine_flag_the_same_rows(
     assert np.array_equal(np.nonzero(replay.flags)[0], np.nonzero(service_flags)[0])
 
 
+def test_settings_that_stand_for_time_keep_their_span_at_another_row_spacing() -> None:
+    base = _forecast()  # the defaults, for a 5-minute step
+    quarter = 1_700_000_000 + 900.0 * np.arange(100)  # rows every 15 minutes
+    cfg = backtest_config(base, quarter, retrain_interval=86400.0)
+    assert cfg.step == 900.0 and cfg.history == base.history
+    # 432 points of 5 minutes are 36 hours: 144 rows of 15 minutes; 576 points are 192 rows
+    assert (cfg.anomaly_refractory, cfg.calibration_window) == (144, 192)
+    # counts of points stay counts
+    assert (cfg.anomaly_points, cfg.anomaly_window, cfg.anomaly_hold,
+            cfg.calibration_min_points) == (base.anomaly_points, base.anomaly_window,
+                                            base.anomaly_hold, base.calibration_min_points)
+    daily = backtest_config(base, 1_700_000_000 + 86400.0 * np.arange(100), 86400.0)
+    # 2 days at a daily step would be 2 residuals: never fewer than the calibration minimum
+    assert daily.calibration_window == base.calibration_min_points
+    assert daily.anomaly_refractory == 2
+    same = backtest_config(base, 1_700_000_000 + 300.0 * np.arange(100), 86400.0)
+    assert (same.anomaly_refractory, same.calibration_window) == (432, 576)
+
+
 def test_changing_future_rows_does_not_change_past_decisions(tmp_path: Path) -> None:
     values = _synthetic(2600)
     cut = 2000
