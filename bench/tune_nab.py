@@ -9,7 +9,7 @@ files it was not tuned on. Vigil's detector (the service's engine replayed as `v
 backtest` replays it) and the two Prometheus-rule baselines go through the same protocol,
 each over a small grid of its own settings.
 
-    nice -n 10 .venv/bin/python bench/tune_nab.py --tune all        # about 3 min
+    nice -n 10 .venv/bin/python bench/tune_nab.py --tune all        # about 5 min
     nice -n 10 .venv/bin/python bench/tune_nab.py --tune real       # check on artificial
     nice -n 10 .venv/bin/python bench/tune_nab.py --tune artificial # check on real
 
@@ -40,10 +40,10 @@ from typing import Any
 
 import numpy as np
 import vigil.forecaster.engine as engine_module
-from vigil.forecaster.backtest import _FitCache, _Rows, backtest_config, load_series
-from vigil.forecaster.config import ForecastConfig, ForecasterConfig
+from vigil.forecaster.backtest import _FitCache, backtest_config, load_series, replay_engine
+from vigil.forecaster.config import ForecastConfig
 from vigil.forecaster.detectors import judge_points, rolling_zscore, trend_detector
-from vigil.forecaster.engine import Engine, SeriesState
+from vigil.forecaster.engine import SeriesState
 from vigil.forecaster.model import quiet_prophet
 from vigil.forecaster.nab import STANDARD, load_labels, normalised_score, score_file, window_rows
 
@@ -81,11 +81,15 @@ def _record(job: tuple[Path, str, Path | None]) -> Recorded:
     """Replay one file through the service's engine, keeping what judge_points was given."""
     nab, rel, cache_dir = job
     calls: list[tuple[int, tuple[np.ndarray, ...]]] = []
-    cycle = [-1]
+    row = -1
     original = engine_module.judge_points
 
+    def at_row(i: int) -> None:
+        nonlocal row
+        row = i
+
     def spy(st: Any, values: np.ndarray, *band: Any) -> np.ndarray:
-        calls.append((cycle[0], (values.copy(), *(np.array(b, copy=True) for b in band[:4]))))
+        calls.append((row, (values.copy(), *(np.array(b, copy=True) for b in band[:4]))))
         return original(st, values, *band)
 
     ts, y, _ = load_series(nab / "data" / rel)
@@ -94,16 +98,7 @@ def _record(job: tuple[Path, str, Path | None]) -> Recorded:
     cache = _FitCache(cache_dir / (rel + ".fits.pkl") if cache_dir else None)
     engine_module.judge_points = spy  # type: ignore[assignment]
     try:
-        flags = np.zeros(len(y), dtype=bool)
-        # replay_engine's loop, with the row of each cycle known to the spy
-        eng = Engine(ForecasterConfig(forecasts=[cfg]),
-                     client=_Rows(seconds, y), fit=cache,  # type: ignore[arg-type]
-                     clock=lambda: float(seconds[-1]))
-        state = eng.forecasts[cfg.name]
-        for i, now in enumerate(seconds):
-            cycle[0] = i
-            eng.run_cycle(float(now))
-            flags[i] = any(st.anomaly for st in state.series.values())
+        replay = replay_engine(seconds, y, cfg, cache, before_cycle=at_row)
     finally:
         engine_module.judge_points = original  # type: ignore[assignment]
     cache.save()
@@ -113,7 +108,7 @@ def _record(job: tuple[Path, str, Path | None]) -> Recorded:
               for k in range(5)]
     labels = load_labels(nab / "labels.json")[rel]
     windows = window_rows(ts, [(np.datetime64(a), np.datetime64(b)) for a, b in labels])
-    return Recorded(rel, len(y), rows, inputs, windows, flags)
+    return Recorded(rel, len(y), rows, inputs, windows, replay.flags)
 
 
 def decide(rec: Recorded, settings: dict[str, Any]) -> np.ndarray:
@@ -142,6 +137,8 @@ def _vigil(job: tuple[str, dict[str, Any]]) -> Any:
     rel, settings = job
     rec = _RECORDS[rel]
     return score_file(decide(rec, settings).astype(int), rec.windows, STANDARD)
+
+
 def _baseline(job: tuple[Path, str, str, float, int]) -> Any:
     nab, rel, name, threshold, hold = job
     ts, y, _ = load_series(nab / "data" / rel)

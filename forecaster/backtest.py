@@ -22,7 +22,7 @@ import multiprocessing
 import pickle
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,8 +192,12 @@ class Replay:
 
 
 def replay_engine(seconds: np.ndarray, values: np.ndarray, cfg: ForecastConfig,
-                  cache: _FitCache | None = None) -> Replay:
-    """Run the service's engine one cycle per row; row t's flag uses rows 0..t only."""
+                  cache: _FitCache | None = None,
+                  before_cycle: Callable[[int], None] | None = None) -> Replay:
+    """Run the service's engine one cycle per row; row t's flag uses rows 0..t only.
+
+    `before_cycle(t)`, if given, is called before row t's cycle (bench/tune_nab.py uses it
+    to know which row each judged point is)."""
     from vigil.forecaster.config import ForecasterConfig
 
     config = ForecasterConfig(forecasts=[cfg])
@@ -203,6 +207,8 @@ def replay_engine(seconds: np.ndarray, values: np.ndarray, cfg: ForecastConfig,
     state = engine.forecasts[cfg.name]
     flags = np.zeros(len(seconds), dtype=bool)
     for i, now in enumerate(seconds):
+        if before_cycle is not None:
+            before_cycle(i)
         engine.run_cycle(float(now))
         flags[i] = any(st.anomaly for st in state.series.values())
     return Replay(flags, fit.fits)
@@ -230,8 +236,7 @@ def backtest_config(base: ForecastConfig, seconds: np.ndarray,
     data["step"] = step
     if step > 0 and step != base.step:
         for name in TIME_IN_POINTS:
-            least = 0 if name == "anomaly_refractory" else 1
-            data[name] = max(round(data[name] * base.step / step), least)
+            data[name] = round(data[name] * base.step / step)
         data["calibration_window"] = max(data["calibration_window"], data["calibration_min_points"])
     if retrain_interval is not None:
         data["retrain_interval"] = retrain_interval

@@ -150,24 +150,27 @@ def judge_points(st: DetectorState, values: np.ndarray, yhat: np.ndarray, lower:
                 entry[2] = entry[2] or entry[1]  # outside points of a flagged stretch
                 entry[3] = False  # and none of that stretch is typical
         if len(st.pending) > keep:
+            typical_changed = False
             while len(st.pending) > keep:
                 r, _, flagged, calm = st.pending.popleft()
                 if flagged and st.halfwidth:
                     r = math.copysign(min(abs(r), st.halfwidth), r)
                 if calm:
                     st.typical.append(r)
+                    typical_changed = True
                 st.residuals.append(r)
             known = st.residuals.values()
             st.halfwidth = conformal_halfwidth(known, cfg.interval_width)
             st.anomaly_halfwidth = conformal_halfwidth(known, cfg.anomaly_coverage)
-            st.robust_sd = robust_sd(st.typical.values())
+            if typical_changed:  # two medians a point: only when the floor's sample moved
+                st.robust_sd = robust_sd(st.typical.values())
         flags[i] = st.anomaly
     return flags
 
 
 # Committed settings of the baselines, chosen by the same protocol as Vigil's detector
-# (bench/tune_nab.py --tune all: the best on every development file; docs/backtest.md). An alert keeps firing
-# this many rows after its last trigger, like Prometheus' `keep_firing_for`.
+# (bench/tune_nab.py --tune all: the best on every development file; docs/backtest.md).
+# An alert keeps firing this many rows after its last trigger, like `keep_firing_for`.
 ZSCORE_THRESHOLD = 5.0
 TREND_THRESHOLD = 6.0
 BASELINE_HOLD_ROWS = 36

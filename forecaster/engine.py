@@ -73,7 +73,8 @@ class SeriesState:
     pending: deque[list[Any]] = field(default_factory=deque)  # [residual, outside, flagged, calm]
     halfwidth: float | None = None  # conformal half-width of `residuals` (published band)
     anomaly_halfwidth: float | None = None  # the same at `anomaly_coverage` (judged band)
-    # the unflagged ones among them, whose 1.4826 * MAD is the judged band's floor
+    # those of them judged while the flag was down: 1.4826 * their MAD is the judged
+    # band's floor (`robust_sd`)
     typical: Ring = field(default_factory=lambda: Ring(576))
     robust_sd: float | None = None
     evaluated_until: float = 0.0
